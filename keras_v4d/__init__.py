@@ -1,0 +1,14 @@
+"""keras_v4d: video-level action recognition with 4D convolutional networks (V4D, F4D) in Keras 3."""
+
+__version__ = "0.1.0"
+
+from keras_v4d import layers, models  # noqa: E402
+from keras_v4d.flops import count_flops  # noqa: E402
+from keras_v4d.models import (  # noqa: E402
+    F4DResNet18, F4DResNet50, I3DSlowResNet18, I3DSlowResNet50, TSNResNet18, TSNResNet50,
+    V4DResNet18, V4DResNet50)
+
+__all__ = [
+    "F4DResNet18", "F4DResNet50", "I3DSlowResNet18", "I3DSlowResNet50", "TSNResNet18",
+    "TSNResNet50", "V4DResNet18", "V4DResNet50", "count_flops", "layers", "models",
+]

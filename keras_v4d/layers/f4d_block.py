@@ -1,0 +1,89 @@
+"""The F4D residual block (F4D §3.4–3.5)."""
+
+import keras
+from keras import ops
+
+from keras_v4d.layers._checks import check_rank, normalize_tuple
+from keras_v4d.layers.attention import ChannelAttention, SpatioTemporalAttention, TemporalAttention
+from keras_v4d.layers.factorized4d import Factorized4D
+from keras_v4d.layers.normalization import batch_norm
+from keras_v4d.layers.units import fold_units, unfold_units
+
+ATTENTIONS = ("temporal", "channel", "spatiotemporal")
+
+
+@keras.saving.register_keras_serializable(package="keras_v4d")
+class F4DBlock(keras.layers.Layer):
+    """``Y = X + STA(CA(to3D(TA(Dropout(ReLU(BN(Factorized4D(X))))))))``.
+
+    Input and output ``(B, U, T, H, W, C)``. TA works in the 4D view, CA and STA on the folded
+    3D view ``(B·U, T, H, W, C)``. The branch BN's scale starts at zero, so the block is the
+    identity at initialisation (as V4D's zero 4D kernel). ``attention`` selects the modules
+    (F4D Table 4 ablations); ``dropout_rate`` is our default, the paper gives none.
+    """
+
+    def __init__(self, kernel_size=(3, 3, 1, 1), dropout_rate=0.2, reduction=16,
+                 attention=ATTENTIONS, kernel_regularizer=None, **kwargs):
+        super().__init__(**kwargs)
+        self.kernel_size = normalize_tuple(kernel_size, 4, "kernel_size", "F4DBlock", odd=True)
+        unknown = [a for a in attention if a not in ATTENTIONS]
+        if unknown:
+            raise ValueError(f"F4DBlock: `attention` entries must be among {ATTENTIONS}, got {unknown}.")
+        self.attention = tuple(attention)
+        self.dropout_rate = dropout_rate
+        self.reduction = reduction
+        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+        self.norm = batch_norm(name="bn", zero_gamma=True)
+        self.dropout = keras.layers.Dropout(dropout_rate)
+        self.temporal_attention = TemporalAttention(name="ta") if "temporal" in attention else None
+        self.channel_attention = ChannelAttention(reduction, name="ca") if "channel" in attention else None
+        self.spatiotemporal_attention = (
+            SpatioTemporalAttention(name="sta") if "spatiotemporal" in attention else None)
+
+    def build(self, input_shape):
+        input_shape = check_rank(input_shape, 6, "F4DBlock", "(batch, U, T, H, W, channels)")
+        self.factorized = Factorized4D(input_shape[-1], self.kernel_size,
+                                       kernel_regularizer=self.kernel_regularizer, name="factorized4d")
+        self.factorized.build(input_shape)
+        self.norm.build(input_shape)
+        folded = (None,) + tuple(input_shape[2:])
+        for module, shape in ((self.temporal_attention, input_shape), (self.channel_attention, folded),
+                              (self.spatiotemporal_attention, folded)):
+            if module is not None:
+                module.build(shape)
+
+    def call(self, inputs, training=None):
+        x = self.factorized(inputs, training=training)
+        x = self.dropout(ops.relu(self.norm(x, training=training)), training=training)
+        if self.temporal_attention is not None:
+            x = self.temporal_attention(x)
+        x = fold_units(x)
+        if self.channel_attention is not None:
+            x = self.channel_attention(x)
+        if self.spatiotemporal_attention is not None:
+            x = self.spatiotemporal_attention(x)
+        return inputs + unfold_units(x, ops.shape(inputs)[1])
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def count_macs(self, input_shape):
+        folded = (input_shape[0] * input_shape[1],) + tuple(input_shape[2:])
+        total = self.factorized.count_macs(input_shape)
+        if self.temporal_attention is not None:
+            total += self.temporal_attention.count_macs(input_shape)
+        for module in (self.channel_attention, self.spatiotemporal_attention):
+            if module is not None:
+                total += module.count_macs(folded)
+        return total
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            kernel_size=self.kernel_size,
+            dropout_rate=self.dropout_rate,
+            reduction=self.reduction,
+            attention=self.attention,
+            kernel_regularizer=keras.regularizers.serialize(self.kernel_regularizer),
+        )
+        return config

@@ -1,0 +1,73 @@
+"""The V4D residual 4D block (V4D eq. 3)."""
+
+import keras
+from keras import ops
+
+from keras_v4d.layers._checks import check_rank, normalize_tuple
+from keras_v4d.layers.conv4d import Conv4D
+from keras_v4d.layers.normalization import batch_norm
+
+NORMS = ("none", "batchnorm")
+
+
+@keras.saving.register_keras_serializable(package="keras_v4d")
+class Residual4D(keras.layers.Layer):
+    """``Y = X + F4D(X)``: a 4D convolution in a residual branch (V4D eq. 3).
+
+    Input and output ``(B, U, T, H, W, C)``; the 4D kernel is ``(k_u, k_t, k_h, k_w, C, C)``
+    without bias.
+
+    ``norm="none"`` is the released code's block: the convolution alone, kernel zero-initialised,
+    so the block starts as the identity and V4D starts as TSN + I3D-S (V4D §3.5).
+    ``norm="batchnorm"`` is the paper text's form ``Y = X + ReLU(BN(F4D(X)))``; there the kernel
+    gets a normal init and the BN scale starts at zero, which again makes the block the identity.
+    """
+
+    def __init__(self, kernel_size=(3, 3, 1, 1), norm="none", kernel_initializer=None,
+                 kernel_regularizer=None, **kwargs):
+        super().__init__(**kwargs)
+        if norm not in NORMS:
+            raise ValueError(f"Residual4D: `norm` must be one of {NORMS}, got {norm!r}.")
+        self.kernel_size = normalize_tuple(kernel_size, 4, "kernel_size", "Residual4D", odd=True)
+        self.norm = norm
+        if kernel_initializer is None:
+            kernel_initializer = "zeros" if norm == "none" else "he_normal"
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+        self.norm_layer = batch_norm(name="bn", zero_gamma=True) if norm == "batchnorm" else None
+
+    def build(self, input_shape):
+        input_shape = check_rank(input_shape, 6, "Residual4D", "(batch, U, T, H, W, channels)")
+        self.conv = Conv4D(
+            input_shape[-1],
+            self.kernel_size,
+            use_bias=False,
+            kernel_initializer=self.kernel_initializer,
+            kernel_regularizer=self.kernel_regularizer,
+            name="conv4d",
+        )
+        self.conv.build(input_shape)
+        if self.norm_layer is not None:
+            self.norm_layer.build(input_shape)
+
+    def call(self, inputs, training=None):
+        branch = self.conv(inputs)
+        if self.norm_layer is not None:
+            branch = ops.relu(self.norm_layer(branch, training=training))
+        return inputs + branch
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def count_macs(self, input_shape):
+        return self.conv.count_macs(input_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            kernel_size=self.kernel_size,
+            norm=self.norm,
+            kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
+            kernel_regularizer=keras.regularizers.serialize(self.kernel_regularizer),
+        )
+        return config

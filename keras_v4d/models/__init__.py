@@ -1,0 +1,107 @@
+"""The model family (SPEC §4): I3D-S, TSN + I3D-S, V4D and F4D on ResNet18/50.
+
+Each builder has the ``keras.applications`` signature plus family keywords and takes videos
+``(batch, U, T, H, W, 3)``; ``U``, ``T``, ``H`` and ``W`` are ``None`` unless fixed through
+``input_shape``, ``num_units`` or ``frames_per_unit``, so a model trained on 4 units runs on 10.
+"""
+
+from keras_v4d.models.resnet3d import build_resnet3d
+
+_COMMON_ARGS = """
+    Args:
+        include_top: whether to add global pooling, dropout and the ``classes``-way classifier.
+        weights: ``None``, a registered tag (see ``keras_v4d.weights.list_weights()``) or the
+            path of a ``.weights.h5`` file.
+        input_tensor: optional Keras tensor ``(batch, U, T, H, W, 3)`` to use as input.
+        input_shape: ``(U, T, H, W, 3)``; any of U, T, H, W may be ``None``.
+        pooling: with ``include_top=False``: ``None`` (feature map ``(batch, U, T, h, w, C)``),
+            ``"avg"`` or ``"max"`` (over U, T, H, W → ``(batch, C)``).
+        classes: number of classes of the classifier.
+        classifier_activation: activation of the classifier (``None`` for logits).
+        num_units, frames_per_unit: fix U and T of the input (default: any).
+        dropout_rate: dropout before the classifier (training only).
+"""
+_4D_ARGS = """        block4d_placement: ``"code"`` (the released code's), ``"paper"``, ``"res2-res5"`` (every
+            other block of every stage) or a dict ``{"res3": (1, 3), ...}`` of 0-based block
+            indices that a 4D block follows.
+        kernel_size: 4D kernel ``(k_u, k_t, k_h, k_w)``; the paper's forms are (3,1,1,1),
+            (3,3,1,1) (default) and (3,3,3,3).
+"""
+
+
+def I3DSlowResNet18(include_top=True, weights=None, input_tensor=None, input_shape=None, pooling=None,
+                    classes=400, classifier_activation="softmax", num_units=None, frames_per_unit=None,
+                    dropout_rate=0.5, name="i3d_slow_resnet18"):
+    return build_resnet3d(18, None, **locals())
+
+
+def I3DSlowResNet50(include_top=True, weights=None, input_tensor=None, input_shape=None, pooling=None,
+                    classes=400, classifier_activation="softmax", num_units=None, frames_per_unit=None,
+                    dropout_rate=0.5, name="i3d_slow_resnet50"):
+    return build_resnet3d(50, None, **locals())
+
+
+def TSNResNet18(include_top=True, weights=None, input_tensor=None, input_shape=None, pooling=None,
+                classes=400, classifier_activation="softmax", num_units=None, frames_per_unit=None,
+                dropout_rate=0.5, name="tsn_resnet18"):
+    return build_resnet3d(18, None, **locals())
+
+
+def TSNResNet50(include_top=True, weights=None, input_tensor=None, input_shape=None, pooling=None,
+                classes=400, classifier_activation="softmax", num_units=None, frames_per_unit=None,
+                dropout_rate=0.5, name="tsn_resnet50"):
+    return build_resnet3d(50, None, **locals())
+
+
+def V4DResNet18(include_top=True, weights=None, input_tensor=None, input_shape=None, pooling=None,
+                classes=400, classifier_activation="softmax", num_units=None, frames_per_unit=None,
+                dropout_rate=0.5, block4d_placement="code", kernel_size=(3, 3, 1, 1), norm="none",
+                name="v4d_resnet18"):
+    return build_resnet3d(18, "v4d", **locals())
+
+
+def V4DResNet50(include_top=True, weights=None, input_tensor=None, input_shape=None, pooling=None,
+                classes=400, classifier_activation="softmax", num_units=None, frames_per_unit=None,
+                dropout_rate=0.5, block4d_placement="code", kernel_size=(3, 3, 1, 1), norm="none",
+                name="v4d_resnet50"):
+    return build_resnet3d(50, "v4d", **locals())
+
+
+def F4DResNet18(include_top=True, weights=None, input_tensor=None, input_shape=None, pooling=None,
+                classes=400, classifier_activation="softmax", num_units=None, frames_per_unit=None,
+                dropout_rate=0.5, block4d_placement="code", kernel_size=(3, 3, 1, 1),
+                block4d_dropout_rate=0.2, attention=("temporal", "channel", "spatiotemporal"),
+                name="f4d_resnet18"):
+    return build_resnet3d(18, "f4d", **locals())
+
+
+def F4DResNet50(include_top=True, weights=None, input_tensor=None, input_shape=None, pooling=None,
+                classes=400, classifier_activation="softmax", num_units=None, frames_per_unit=None,
+                dropout_rate=0.5, block4d_placement="code", kernel_size=(3, 3, 1, 1),
+                block4d_dropout_rate=0.2, attention=("temporal", "channel", "spatiotemporal"),
+                name="f4d_resnet50"):
+    return build_resnet3d(50, "f4d", **locals())
+
+
+_DOCS = {
+    I3DSlowResNet18: ("I3D-Slow ResNet18 (V4D Table 1), the clip-level I3D-S baseline (use U=1 for one "
+                      "clip; more units are averaged as in TSN).", False),
+    I3DSlowResNet50: ("I3D-Slow ResNet50 (the SlowFast paper's Slow pathway), the I3D-S baseline.", False),
+    TSNResNet18: ("TSN + I3D-S ResNet18: the 3D backbone on every unit, scores averaged over units.", False),
+    TSNResNet50: ("TSN + I3D-S ResNet50: the 3D backbone on every unit, scores averaged over units.", False),
+    V4DResNet18: ("V4D ResNet18: I3D-S + Residual4D blocks after block 1 of res3 and res4 (V4D Table 2d). "
+                  "``norm``: ``'none'`` (released code) or ``'batchnorm'`` (paper text).", True),
+    V4DResNet50: ("V4D ResNet50: I3D-S + Residual4D blocks; ``'code'`` placement: after blocks 1 and 3 of "
+                  "res3; ``'paper'``: also after blocks 1, 3, 5 of res4. ``norm`` as for ResNet18.", True),
+    F4DResNet18: ("F4D ResNet18: V4D's placement with each 4D conv factorised (3+1)D and followed by "
+                  "TA, CA, STA attention. ``attention`` selects the modules.", True),
+    F4DResNet50: ("F4D ResNet50: V4D's placement with each 4D conv factorised (3+1)D and followed by "
+                  "TA, CA, STA attention. ``attention`` selects the modules.", True),
+}
+for _builder, (_summary, _has_4d) in _DOCS.items():
+    _builder.__doc__ = _summary + "\n" + _COMMON_ARGS + (_4D_ARGS if _has_4d else "") + \
+        "\n    Returns:\n        A functional ``keras.Model``.\n"
+
+BUILDERS = {b.__name__: b for b in _DOCS}
+
+__all__ = list(BUILDERS) + ["BUILDERS", "build_resnet3d"]

@@ -1,0 +1,36 @@
+"""Model weights: resolving ``weights=`` arguments and loading them."""
+
+import os
+
+import keras
+
+# Tag -> metadata; filled by the weight registry.
+REGISTRY = {}
+
+
+def list_weights():
+    """Names of the registered weight tags."""
+    return sorted(REGISTRY)
+
+
+def resolve_weights(weights, model_name, include_top=True, classes=None):
+    """Turns a ``weights=`` argument into a local file path (or ``None``)."""
+    if weights is None:
+        return None
+    if not isinstance(weights, (str, os.PathLike)):
+        raise ValueError(f"`weights` must be None, a registered tag or a file path, got {weights!r}.")
+    weights = os.fspath(weights)
+    if weights in REGISTRY:
+        raise NotImplementedError  # resolved by the registry
+    if os.path.sep in weights or weights.endswith(".h5"):
+        if not os.path.isfile(weights):
+            raise ValueError(f"`weights`: file not found: {weights!r}.")
+        return weights
+    raise ValueError(
+        f"`weights` must be None, a registered tag ({', '.join(list_weights()) or 'none registered'}) "
+        f"or the path of a .weights.h5 file, got {weights!r}.")
+
+
+def load_model_weights(model, path):
+    """Loads a ``.weights.h5`` file into ``model``."""
+    model.load_weights(path)

@@ -1,0 +1,27 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="keras_v4d",
+    version="0.1.0",
+    description="Video-level action recognition with 4D convolutional networks (V4D, F4D) for Keras 3 / TensorFlow",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["keras_v4d", "keras_v4d.*"]),
+    package_data={"keras_v4d": ["weights/*.json"]},
+    python_requires=">=3.10",
+    install_requires=[
+        "tensorflow~=2.20.0",
+        "keras>=3.10",
+        "numpy",
+        "absl-py",
+        "tf-models-official~=2.20.0",
+        "av",
+        "tqdm",
+        "ai-edge-litert",
+    ],
+    extras_require={
+        "torch": ["torch==2.13.0"],
+        "jax": ["jax", "jaxlib"],
+        "test": ["pytest", "jax", "jaxlib", "torch==2.13.0"],
+    },
+)
