@@ -8,6 +8,18 @@ from keras_v4d.models import (  # noqa: E402
     F4DResNet18, F4DResNet50, I3DSlowResNet18, I3DSlowResNet50, TSNResNet18, TSNResNet50,
     V4DResNet18, V4DResNet50)
 
+
+
+def __getattr__(name):
+    # keras_v4d.data needs TensorFlow and the Model Garden: imported on first use only, so the
+    # layers and models stay light on the JAX and PyTorch backends.
+    if name in ("data",):
+        import importlib
+
+        return importlib.import_module(f"keras_v4d.{name}")
+    raise AttributeError(f"module 'keras_v4d' has no attribute {name!r}")
+
+
 __all__ = [
     "F4DResNet18", "F4DResNet50", "I3DSlowResNet18", "I3DSlowResNet50", "TSNResNet18",
     "TSNResNet50", "V4DResNet18", "V4DResNet50", "count_flops", "layers", "models",
