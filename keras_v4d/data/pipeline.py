@@ -144,7 +144,8 @@ def _from_tfrecords(records, num_classes, training, sample_args, skip_log, shuff
 
 def video_dataset(source, *, training, num_units=4, frames_per_unit=4, stride=8, crop_size=224,
                   batch_size=8, num_classes=None, short_side=256, num_crops=1, root=None,
-                  class_names=None, strict=None, shuffle_buffer=256, seed=None, drop_remainder=None):
+                  class_names=None, strict=None, shuffle_buffer=256, seed=None, drop_remainder=None,
+                  area_range=(0.25, 1.0)):
     """A ``tf.data.Dataset`` of whole-video samples with U action units each (V4D §3.1).
 
     Args:
@@ -162,6 +163,7 @@ def video_dataset(source, *, training, num_units=4, frames_per_unit=4, stride=8,
             class names when known.
         short_side: frames are resized so that their short side is this before cropping.
         num_crops: evaluation only: 1 (centre) or 3 (covering the long side).
+        area_range: training only: range of the random crop's area, as a fraction of the frame.
         root, class_names: for annotation lists: path root and class names (list or file).
         strict: raise ``BadVideoError`` naming the video at the first bad sample instead of
             skipping it; defaults to ``not training`` (evaluation never drops a video silently).
@@ -189,7 +191,7 @@ def video_dataset(source, *, training, num_units=4, frames_per_unit=4, stride=8,
 
     if training:
         def transform(frames, label, video_id):
-            frames = train_transform(frames, crop_size, short_side)
+            frames = train_transform(frames, crop_size, short_side, area_range=area_range)
             return tf.reshape(frames, (num_units, frames_per_unit, crop_size, crop_size, 3)), label
     else:
         def transform(frames, label, video_id):

@@ -1,0 +1,85 @@
+import itertools
+
+import keras
+import numpy as np
+import pytest
+
+import keras_v4d
+from keras_v4d.inference import VideoLevelPredictor, unit_combinations, unit_sections, video_level_predict
+
+pytestmark = pytest.mark.backend_agnostic
+
+
+def _np(x):
+    return keras.ops.convert_to_numpy(x)
+
+
+def naive_combinations(model, videos, train_units):
+    """The official code's way: the whole network re-run on every combination of input units."""
+    sections = unit_sections(videos.shape[1], train_units)
+    scores = [_np(model(videos[:, list(c)], training=False)) for c in itertools.product(*sections)]
+    return np.mean(scores, axis=0)
+
+
+def _trained_like(model):
+    for layer in model.layers:
+        if isinstance(layer, (keras_v4d.layers.Residual4D, keras_v4d.layers.F4DBlock)):
+            for w in layer.weights:
+                if "gamma" in w.path:
+                    w.assign(np.ones(w.shape, "float32"))
+                elif "kernel" in w.path:
+                    w.assign(np.random.randn(*w.shape).astype("float32") * 0.05)
+    return model
+
+
+def test_sections_and_combinations():
+    assert unit_sections(10, 4) == [[0, 1], [2, 3, 4], [5, 6], [7, 8, 9]]
+    assert len(unit_combinations(10, 4)) == 36  # the paper's 10 → 4 case
+    assert unit_combinations(4, 4).tolist() == [[0, 1, 2, 3]]
+    with pytest.raises(ValueError, match="U_infer=3 and train_units=4"):
+        unit_combinations(3, 4)
+
+
+@pytest.mark.parametrize("units", [4, 7, 10])
+def test_combinations_equal_naive_rerun(units):
+    model = _trained_like(keras_v4d.V4DResNet18(classes=5))
+    videos = np.random.rand(2, units, 2, 32, 32, 3).astype("float32")
+    ours = _np(video_level_predict(model, videos, train_units=4))
+    np.testing.assert_allclose(ours, naive_combinations(model, videos, 4), atol=1e-5)
+    np.testing.assert_allclose(ours.sum(-1), 1.0, atol=1e-5)
+
+
+def test_f4d_logit_model_with_views():
+    model = _trained_like(keras_v4d.F4DResNet18(classes=3, classifier_activation=None))
+    videos = np.random.rand(1, 3, 5, 2, 32, 32, 3).astype("float32")  # 3 views of 5 units
+    ours = _np(video_level_predict(model, videos, train_units=2))
+    per_view = []
+    for v in range(3):
+        sections = unit_sections(5, 2)
+        logits = np.stack([_np(model(videos[:, v][:, list(c)], training=False)) for c in itertools.product(*sections)])
+        probabilities = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+        per_view.append(probabilities.mean(0))
+    np.testing.assert_allclose(ours, np.mean(per_view, axis=0), atol=1e-5)
+
+
+def test_model_without_4d_blocks_averages_combination_scores():
+    model = keras_v4d.TSNResNet18(classes=4)
+    videos = np.random.rand(2, 6, 2, 32, 32, 3).astype("float32")
+    np.testing.assert_allclose(_np(video_level_predict(model, videos, 3)), naive_combinations(model, videos, 3), atol=1e-5)
+
+
+def test_all_units_mode_is_one_pass():
+    model = keras_v4d.V4DResNet18(classes=4)
+    videos = np.random.rand(2, 6, 2, 32, 32, 3).astype("float32")
+    np.testing.assert_allclose(_np(video_level_predict(model, videos, 4, mode="all_units")),
+                               _np(model(videos, training=False)), atol=1e-6)
+
+
+def test_bad_arguments():
+    model = keras_v4d.V4DResNet18(classes=4)
+    with pytest.raises(ValueError, match="`mode` must be one of"):
+        video_level_predict(model, np.zeros((1, 4, 2, 32, 32, 3)), 4, mode="mean")
+    with pytest.raises(ValueError, match=r"`videos` must be .*\(1, 4, 32, 32, 3\)"):
+        video_level_predict(model, np.zeros((1, 4, 32, 32, 3)), 4)
+    with pytest.raises(ValueError, match="neither a 4D block nor"):
+        VideoLevelPredictor(keras_v4d.TSNResNet18(include_top=False))
