@@ -53,6 +53,21 @@ def split_point(model):
                      "build it with include_top=True or pooling='avg'/'max'.")
 
 
+class _UnfoldKnownUnits(keras.layers.Layer):
+    """``UnfoldUnits`` with a fixed number of units (N4D has no video input to read U from)."""
+
+    def __init__(self, num_units, **kwargs):
+        super().__init__(**kwargs)
+        self.num_units = num_units
+
+    def call(self, inputs):
+        return unfold_units(inputs, self.num_units)
+
+    def compute_output_shape(self, input_shape):
+        batch = None if input_shape[0] is None else input_shape[0] // self.num_units
+        return (batch, self.num_units) + tuple(input_shape[1:])
+
+
 class VideoLevelPredictor:
     """Runs Algorithm 1 for one model: ``predictor(videos, train_units)`` → ``(B, classes)``."""
 
@@ -72,13 +87,26 @@ class VideoLevelPredictor:
         self.output_id = id(output)
         activation = getattr(output._keras_history.operation, "activation", None)
         self.outputs_probabilities = getattr(activation, "__name__", "") == "softmax"
+        self._n4d_models = {}
+
+    def n4d(self, num_units):
+        """N4D as a Keras model for ``num_units`` units: ``(N·num_units, T, h, w, C)`` → ``(N, classes)``.
+
+        Built by replaying the downstream nodes on a new input, so it shares the model's weights
+        and runs compiled (``predict_on_batch``) instead of layer by layer.
+        """
+        if num_units not in self._n4d_models:
+            features = keras.Input(batch_shape=(None,) + tuple(self.split.shape[1:]), name="n3d_features")
+            self._n4d_models[num_units] = keras.Model(features, self.run_n4d(features, num_units),
+                                                      name=f"{self.model.name}_n4d_u{num_units}")
+        return self._n4d_models[num_units]
 
     def run_n4d(self, features, num_units):
         """features ``(N·num_units, T, h, w, C)`` → class scores ``(N, classes)``."""
         values = {id(self.split): features}
         for node in self.n4d_nodes:
             if isinstance(node.operation, UnfoldUnits):
-                outputs = unfold_units(values[id(node.input_tensors[0])], num_units)
+                outputs = _UnfoldKnownUnits(num_units)(values[id(node.input_tensors[0])])
             else:
                 args, kwargs = node.arguments.fill_in(values)
                 outputs = node.operation(*args, **{**kwargs, "training": False})
@@ -89,7 +117,7 @@ class VideoLevelPredictor:
     def __call__(self, videos, train_units, max_combinations_per_batch=16):
         batch, num_units = videos.shape[0], videos.shape[1]
         combinations = unit_combinations(num_units, train_units)
-        features = self.n3d(videos, training=False)  # N3D once: (B·U_infer, T, h, w, C)
+        features = self.n3d.predict_on_batch(videos)  # N3D once: (B·U_infer, T, h, w, C)
         features = ops.reshape(features, (batch, num_units) + tuple(features.shape[1:]))
         total = 0.0
         for start in range(0, len(combinations), max_combinations_per_batch):
@@ -97,7 +125,7 @@ class VideoLevelPredictor:
             selected = ops.take(features, ops.convert_to_tensor(chosen.reshape(-1)), axis=1)
             folded = ops.reshape(selected, (-1, train_units) + tuple(features.shape[2:]))
             folded = ops.reshape(folded, (-1,) + tuple(features.shape[2:]))  # (B·n·train_units, ...)
-            scores = self.run_n4d(folded, train_units)  # (B·n, classes)
+            scores = self.n4d(train_units).predict_on_batch(folded)  # (B·n, classes)
             total = total + ops.sum(ops.reshape(scores, (batch, len(chosen), -1)), axis=1)
         return total / len(combinations)
 

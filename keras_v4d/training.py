@@ -14,7 +14,8 @@ NO_DECAY = ["gamma", "beta", "bias"]  # BN scales/offsets and biases are not dec
 
 def paper_learning_rate(steps_per_epoch, base_lr=0.01, decay_epochs=PAPER_DECAY_EPOCHS, factor=0.1):
     """Piecewise-constant schedule: ``base_lr``, divided by 10 at each of ``decay_epochs``."""
-    boundaries = [int(e * steps_per_epoch) for e in decay_epochs]
+    # PiecewiseConstantDecay switches *after* a boundary step: the new rate starts at epoch e's first step.
+    boundaries = [int(e * steps_per_epoch) - 1 for e in decay_epochs]
     values = [base_lr * factor**i for i in range(len(boundaries) + 1)]
     return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
 
