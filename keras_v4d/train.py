@@ -38,7 +38,6 @@ def main(argv):
     import keras
     import tensorflow as tf
 
-    import keras_v4d
     from keras_v4d.data import single_view, video_dataset
     from keras_v4d.models import BUILDERS
     from keras_v4d.training import compile_for_training, make_strategy, training_callbacks
@@ -86,7 +85,6 @@ def main(argv):
     if train_data.skip_log.count:
         print(train_data.skip_log.summary(), file=sys.stderr)
     print(f"done: {FLAGS.epochs} epochs; model at {os.path.join(FLAGS.output, 'last.keras')}")
-    del keras_v4d
     return 0
 
 

@@ -4,7 +4,7 @@ import os
 
 import keras
 
-# Tag -> metadata; filled by the weight registry.
+# Tag -> metadata. No weights are registered yet (weights issue); tags are rejected with the list.
 REGISTRY = {}
 
 
@@ -20,8 +20,6 @@ def resolve_weights(weights, model_name, include_top=True, classes=None):
     if not isinstance(weights, (str, os.PathLike)):
         raise ValueError(f"`weights` must be None, a registered tag or a file path, got {weights!r}.")
     weights = os.fspath(weights)
-    if weights in REGISTRY:
-        raise NotImplementedError  # resolved by the registry
     if os.path.sep in weights or weights.endswith(".h5"):
         if not os.path.isfile(weights):
             raise ValueError(f"`weights`: file not found: {weights!r}.")
