@@ -25,8 +25,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-import keras_v4d  # noqa: E402
 from keras_v4d.data import video_dataset, write_video  # noqa: E402
+from keras_v4d.models import build_resnet3d  # noqa: E402
 from keras_v4d.inference import VideoLevelPredictor, video_level_predict  # noqa: E402
 from keras_v4d.training import accuracy_table, compile_for_training  # noqa: E402
 
@@ -77,8 +77,8 @@ def write_dataset(folder, videos_per_class, seed):
     return path
 
 
-def train(builder, num_units, train_list, epochs, batch_size):
-    model = builder(classes=len(ORDERS), input_shape=(None, 2, 32, 32, 3))
+def train(block4d, num_units, train_list, epochs, batch_size, width):
+    model = build_resnet3d(18, block4d, classes=len(ORDERS), input_shape=(None, 2, 32, 32, 3), width=width)
     dataset = video_dataset(train_list, training=True, batch_size=batch_size, area_range=(0.6, 1.0),
                             num_classes=len(ORDERS), **{**SETTING, "num_units": num_units})
     with open(train_list) as handle:
@@ -108,6 +108,7 @@ def main():
     parser.add_argument("--videos_per_class", type=int, default=32)
     parser.add_argument("--test_videos_per_class", type=int, default=15)
     parser.add_argument("--batch_size", type=int, default=8)
+    parser.add_argument("--width", type=float, default=0.25, help="channel width multiplier of the ResNet18")
     args = parser.parse_args()
     keras.utils.set_random_seed(0)
     start = time.time()
@@ -118,11 +119,11 @@ def main():
         print(f"dataset: {len(ORDERS)} classes ({', '.join(CLASS_NAMES)}), {args.videos_per_class} train / "
               f"{args.test_videos_per_class} test mp4 videos per class, written in {time.time() - start:.0f} s")
         rows = []
-        for label, builder, units in (("I3D-S ResNet18", keras_v4d.I3DSlowResNet18, 1),
-                                      ("TSN+I3D-S ResNet18", keras_v4d.TSNResNet18, 4),
-                                      ("V4D ResNet18", keras_v4d.V4DResNet18, 4)):
+        for label, block4d, units in (("I3D-S ResNet18", None, 1),
+                                      ("TSN+I3D-S ResNet18", None, 4),
+                                      ("V4D ResNet18", "v4d", 4)):
             began = time.time()
-            model = train(builder, units, train_list, args.epochs, args.batch_size)
+            model = train(block4d, units, train_list, args.epochs, args.batch_size, args.width)
             rows.append((label, units, evaluate(model, units, test_list), evaluate(model, units, test_list, reverse=True),
                          time.time() - began))
             print(f"trained and evaluated {label} in {rows[-1][-1]:.0f} s", flush=True)

@@ -8,9 +8,10 @@ training resumes from the last completed epoch. --strategy mirrored|multiworker 
 """
 
 import os
-import sys
 
-from absl import app, flags
+from absl import flags
+
+from keras_v4d.cli import CommandError, run
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", "V4DResNet18", "Builder name, e.g. V4DResNet18, TSNResNet50.")
@@ -34,20 +35,20 @@ flags.DEFINE_string("init_weights", None, "Optional .weights.h5 to start from (e
 
 
 def main(argv):
-    del argv
     import keras
     import tensorflow as tf
 
     from keras_v4d.data import single_view, video_dataset
     from keras_v4d.models import BUILDERS
     from keras_v4d.training import compile_for_training, make_strategy, training_callbacks
+    from keras_v4d.weights import load_model_weights
 
+    if len(argv) > 1:
+        raise CommandError(f"unexpected arguments {argv[1:]}")
     if not FLAGS.train or not FLAGS.output:
-        print("error: --train and --output are required", file=sys.stderr)
-        return 2
+        raise CommandError("--train and --output are required")
     if FLAGS.model not in BUILDERS:
-        print(f"error: --model must be one of {sorted(BUILDERS)}, got {FLAGS.model!r}", file=sys.stderr)
-        return 2
+        raise CommandError(f"--model must be one of {sorted(BUILDERS)}, got {FLAGS.model!r}")
     if FLAGS.mixed_precision:
         keras.mixed_precision.set_global_policy(
             "mixed_float16" if tf.config.list_physical_devices("GPU") else "mixed_bfloat16")
@@ -58,35 +59,40 @@ def main(argv):
         num_classes = FLAGS.num_classes or len(train_data.class_names or [])
         if not num_classes:
             raise ValueError("--num_classes is required when the dataset has no class names")
+        if train_data.class_names and len(train_data.class_names) != num_classes:
+            raise ValueError(f"--train {FLAGS.train} has {len(train_data.class_names)} classes but "
+                             f"--num_classes is {num_classes}")
         val_data = None
         if FLAGS.val:
             val_data = single_view(video_dataset(FLAGS.val, training=False, num_classes=num_classes,
                                                  **{**sampling, "crop_size": FLAGS.crop_size}))
     except (OSError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+        raise CommandError(str(error)) from None
     steps_per_epoch = sum(1 for _ in train_data.take(100_000))
     if steps_per_epoch == 0:
-        print(f"error: {FLAGS.train}: fewer usable videos than one batch of {FLAGS.batch_size}", file=sys.stderr)
-        return 2
+        raise CommandError(f"{FLAGS.train}: fewer usable videos than one batch of {FLAGS.batch_size}")
+    os.makedirs(FLAGS.output, exist_ok=True)
+    if train_data.class_names:  # read by evaluate / predict to name the classes
+        with open(os.path.join(FLAGS.output, "class_names.txt"), "w", encoding="utf-8") as handle:
+            handle.write("\n".join(train_data.class_names) + "\n")
     strategy = make_strategy(FLAGS.strategy)
     with strategy.scope():
         model = BUILDERS[FLAGS.model](classes=num_classes,
                                       input_shape=(None, FLAGS.frames_per_unit, None, None, 3))
         if FLAGS.init_weights:
-            if not os.path.isfile(FLAGS.init_weights):
-                print(f"error: --init_weights: file not found: {FLAGS.init_weights}", file=sys.stderr)
-                return 2
-            model.load_weights(FLAGS.init_weights)
+            try:
+                load_model_weights(model, FLAGS.init_weights)
+            except (OSError, ValueError) as error:
+                raise CommandError(f"--init_weights: {error}") from None
         compile_for_training(model, steps_per_epoch, base_lr=FLAGS.lr, weight_decay=FLAGS.weight_decay,
                              decay_epochs=[int(e) for e in FLAGS.decay_epochs])
     model.fit(train_data, validation_data=val_data, epochs=FLAGS.epochs,
               callbacks=training_callbacks(FLAGS.output), verbose=2)
     if train_data.skip_log.count:
-        print(train_data.skip_log.summary(), file=sys.stderr)
+        print(train_data.skip_log.summary())
     print(f"done: {FLAGS.epochs} epochs; model at {os.path.join(FLAGS.output, 'last.keras')}")
     return 0
 
 
 if __name__ == "__main__":
-    app.run(lambda argv: sys.exit(main(argv)))
+    run(main)

@@ -52,6 +52,27 @@ def _decode_error_message(error):
     return str(error).split("BadVideoError: ")[-1].strip()
 
 
+def read_video_units(path, num_units, frames_per_unit, stride, training=False):
+    """The frames of U units sampled from the video file at ``path``: ``(U·T, H, W, 3)`` uint8.
+
+    Raises ``VideoReadError`` naming ``path`` when the file cannot be decoded or has no frames.
+    """
+    num_frames = count_frames(path)
+    if num_frames == 0:
+        raise VideoReadError(f"{path}: the video has no frames")
+    indices = segment_indices(num_frames, num_units, frames_per_unit, stride, training)
+    return read_frames(path, indices.numpy())
+
+
+def load_video_views(path, num_units=4, frames_per_unit=4, stride=8, crop_size=224, short_side=256,
+                     num_crops=1):
+    """One video file as evaluation views ``(num_crops, U, T, S, S, 3)`` float32 (centred units,
+    the same preprocessing as ``video_dataset(training=False)``). Raises ``VideoReadError``."""
+    frames = read_video_units(path, num_units, frames_per_unit, stride)
+    views = eval_transform(tf.convert_to_tensor(frames), crop_size, short_side, num_crops)
+    return tf.reshape(views, (num_crops, num_units, frames_per_unit, crop_size, crop_size, 3))
+
+
 def _video_file_loader(num_units, frames_per_unit, stride, training, skip_log):
     """A py_function body: path → (sampled frames (U·T, H, W, 3) uint8, ok flag)."""
     empty = np.zeros((num_units * frames_per_unit, 1, 1, 3), np.uint8)
@@ -59,11 +80,7 @@ def _video_file_loader(num_units, frames_per_unit, stride, training, skip_log):
     def load(path, video_id):
         path, video_id = path.numpy().decode(), video_id.numpy().decode()
         try:
-            num_frames = count_frames(path)
-            if num_frames == 0:
-                raise VideoReadError(f"{path}: the video has no frames")
-            indices = segment_indices(num_frames, num_units, frames_per_unit, stride, training)
-            return read_frames(path, indices.numpy()), True
+            return read_video_units(path, num_units, frames_per_unit, stride, training), True
         except VideoReadError as error:
             skip_log.reject(video_id, str(error))
             return empty, False

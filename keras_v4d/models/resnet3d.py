@@ -101,12 +101,16 @@ def bottleneck_block(x, filters, stride, temporal_kernel, name, expansion=4):
     return keras.layers.ReLU(name=f"{name}_out")(x)
 
 
-def stem(x):
+def stem(x, filters=64):
     """``1×7×7, 64, stride (1,2,2)`` → BN → ReLU → max-pool ``1×3×3`` stride (1,2,2)."""
-    x = _conv_bn(x, 64, (1, 7, 7), (1, 2, 2), "stem")
+    x = _conv_bn(x, filters, (1, 7, 7), (1, 2, 2), "stem")
     # Zero padding before the max-pool equals PyTorch's -inf padding: inputs are post-ReLU (≥ 0).
     x = keras.layers.ZeroPadding3D((0, 1, 1), name="stem_pool_pad")(x)
     return keras.layers.MaxPooling3D((1, 3, 3), strides=(1, 2, 2), name="stem_pool")(x)
+
+
+def _scaled(filters, width):
+    return max(8, int(round(filters * width)))
 
 
 def _check_input_shape(input_shape, num_units, frames_per_unit):
@@ -150,13 +154,15 @@ def build_resnet3d(
     dropout_rate=0.5,
     block4d_dropout_rate=0.2,
     attention=("temporal", "channel", "spatiotemporal"),
+    width=1.0,
     name=None,
 ):
     """Builds an I3D-Slow ResNet, optionally with 4D blocks (``block4d`` = ``"v4d"``/``"f4d"``).
 
     Input ``(batch, U, T, H, W, 3)``. Output: ``(batch, classes)`` with ``include_top``;
     otherwise ``(batch, C)`` with ``pooling`` ``"avg"``/``"max"`` (over U, T, H, W), or the
-    feature map ``(batch, U, T, H/32, W/32, C)`` with ``pooling=None``.
+    feature map ``(batch, U, T, H/32, W/32, C)`` with ``pooling=None``. ``width`` scales every
+    layer's channels (1.0 = the papers' networks; the demo trains at 0.25 to fit 2 CPU cores).
     """
     from keras_v4d.weights import load_model_weights, resolve_weights  # avoid an import cycle
 
@@ -170,6 +176,8 @@ def build_resnet3d(
         raise ValueError(f"`classes` must be a positive int, got {classes!r}.")
     if not 0 <= dropout_rate < 1:
         raise ValueError(f"`dropout_rate` must be in [0, 1), got {dropout_rate!r}.")
+    if not (isinstance(width, (int, float)) and 0 < width <= 4):
+        raise ValueError(f"`width` must be a number in (0, 4], got {width!r}.")
     weights_path = resolve_weights(weights, name, include_top=include_top, classes=classes)
     placement = resolve_placement(depth, block4d_placement) if block4d else {}
     kernel_size = normalize_tuple(kernel_size, 4, "kernel_size", name, odd=True)
@@ -185,9 +193,10 @@ def build_resnet3d(
     arch = ARCHITECTURES[depth]
     block_fn = basic_block if arch["block"] == "basic" else bottleneck_block
     x = FoldUnits(name="fold_units")(video)
-    x = stem(x)
+    x = stem(x, _scaled(64, width))
     for stage, filters, stride, repeats, temporal_kernel in zip(
             STAGES, STAGE_FILTERS, STAGE_STRIDES, arch["repeats"], arch["temporal_kernels"]):
+        filters = _scaled(filters, width)
         for index in range(repeats):
             x = block_fn(x, filters, stride if index == 0 else 1, temporal_kernel, f"{stage}_block{index}")
             if index in placement.get(stage, ()):

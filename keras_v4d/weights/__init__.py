@@ -2,7 +2,8 @@
 
 import os
 
-import keras
+from keras_v4d.weights.loading import (
+    WeightsMismatchError, check_weights_file, find_class_names, load_model_weights, load_trained_model)
 
 # Tag -> metadata. No weights are registered yet (weights issue); tags are rejected with the list.
 REGISTRY = {}
@@ -28,7 +29,3 @@ def resolve_weights(weights, model_name, include_top=True, classes=None):
         f"`weights` must be None, a registered tag ({', '.join(list_weights()) or 'none registered'}) "
         f"or the path of a .weights.h5 file, got {weights!r}.")
 
-
-def load_model_weights(model, path):
-    """Loads a ``.weights.h5`` file into ``model``."""
-    model.load_weights(path)
