@@ -29,7 +29,8 @@ flags.DEFINE_integer("short_side", 256, "Short side before cropping.")
 flags.DEFINE_float("lr", 0.01, "Base learning rate.")
 flags.DEFINE_float("weight_decay", 1e-5, "Weight decay (not on BN or biases).")
 flags.DEFINE_list("decay_epochs", ["35", "60", "80"], "Epochs where the learning rate is divided by 10.")
-flags.DEFINE_string("strategy", "default", "default | mirrored | multiworker")
+flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multiworker"],
+                  "default: one device; mirrored: all local GPUs (MirroredStrategy); multiworker: TF_CONFIG hosts.")
 flags.DEFINE_bool("mixed_precision", False, "Train with mixed_bfloat16 (CPU) / mixed_float16 (GPU).")
 flags.DEFINE_string("init_weights", None, "Optional .weights.h5 to start from (e.g. a 3D backbone).")
 
@@ -40,7 +41,7 @@ def main(argv):
 
     from keras_v4d.data import single_view, video_dataset
     from keras_v4d.models import BUILDERS
-    from keras_v4d.training import compile_for_training, make_strategy, training_callbacks
+    from keras_v4d.training import compile_for_training, make_strategy, prepare_fit, training_callbacks
     from keras_v4d.weights import load_model_weights
 
     if len(argv) > 1:
@@ -49,6 +50,8 @@ def main(argv):
         raise CommandError("--train and --output are required")
     if FLAGS.model not in BUILDERS:
         raise CommandError(f"--model must be one of {sorted(BUILDERS)}, got {FLAGS.model!r}")
+    # MultiWorkerMirroredStrategy must exist before any other TensorFlow op runs.
+    strategy = make_strategy(FLAGS.strategy)
     if FLAGS.mixed_precision:
         keras.mixed_precision.set_global_policy(
             "mixed_float16" if tf.config.list_physical_devices("GPU") else "mixed_bfloat16")
@@ -75,7 +78,6 @@ def main(argv):
     if train_data.class_names:  # read by evaluate / predict to name the classes
         with open(os.path.join(FLAGS.output, "class_names.txt"), "w", encoding="utf-8") as handle:
             handle.write("\n".join(train_data.class_names) + "\n")
-    strategy = make_strategy(FLAGS.strategy)
     with strategy.scope():
         model = BUILDERS[FLAGS.model](classes=num_classes,
                                       input_shape=(None, FLAGS.frames_per_unit, None, None, 3))
@@ -86,6 +88,7 @@ def main(argv):
                 raise CommandError(f"--init_weights: {error}") from None
         compile_for_training(model, steps_per_epoch, base_lr=FLAGS.lr, weight_decay=FLAGS.weight_decay,
                              decay_epochs=[int(e) for e in FLAGS.decay_epochs])
+    prepare_fit(model, train_data, strategy)
     model.fit(train_data, validation_data=val_data, epochs=FLAGS.epochs,
               callbacks=training_callbacks(FLAGS.output), verbose=2)
     if train_data.skip_log.count:
