@@ -6,8 +6,9 @@ setup(
     description="Video-level action recognition with 4D convolutional networks (V4D, F4D) for Keras 3 / TensorFlow",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
-    packages=find_packages(include=["keras_v4d", "keras_v4d.*"]),
-    package_data={"keras_v4d": ["weights/*.json"]},
+    packages=find_packages(include=["keras_v4d", "keras_v4d.*"]) + ["keras_v4d.checkpoints"],
+    package_dir={"keras_v4d.checkpoints": "checkpoints"},
+    package_data={"keras_v4d.checkpoints": ["*.json", "*.txt", "*.h5"]},
     python_requires=">=3.10",
     install_requires=[
         "tensorflow~=2.20.0",
@@ -18,6 +19,7 @@ setup(
         "av",
         "tqdm",
         "ai-edge-litert",
+        "h5py",
     ],
     extras_require={
         "torch": ["torch==2.13.0"],

@@ -91,11 +91,15 @@ def basic_block(x, filters, stride, temporal_kernel, name):
     return keras.layers.ReLU(name=f"{name}_out")(x)
 
 
-def bottleneck_block(x, filters, stride, temporal_kernel, name, expansion=4):
-    """``kt×1×1 → 1×3×3 (stride) → 1×1×1``; output channels ``expansion·filters``."""
+def bottleneck_block(x, filters, stride, temporal_kernel, name, expansion=4, stride_in_1x1=False):
+    """``kt×1×1 → 1×3×3 (stride) → 1×1×1``; output channels ``expansion·filters``.
+
+    ``stride_in_1x1``: the original ResNet's (and keras.applications') stride in the first conv.
+    """
     shortcut = _shortcut(x, expansion * filters, stride, name)
-    x = _conv_bn(x, filters, (temporal_kernel, 1, 1), (1, 1, 1), f"{name}_1")
-    x = _conv_bn(x, filters, (1, 3, 3), (1, stride, stride), f"{name}_2")
+    first, second = ((1, stride, stride), (1, 1, 1)) if stride_in_1x1 else ((1, 1, 1), (1, stride, stride))
+    x = _conv_bn(x, filters, (temporal_kernel, 1, 1), first, f"{name}_1")
+    x = _conv_bn(x, filters, (1, 3, 3), second, f"{name}_2")
     x = _conv_bn(x, expansion * filters, (1, 1, 1), (1, 1, 1), f"{name}_3", relu=False)
     x = keras.layers.Add(name=f"{name}_add")([shortcut, x])
     return keras.layers.ReLU(name=f"{name}_out")(x)
@@ -155,6 +159,7 @@ def build_resnet3d(
     block4d_dropout_rate=0.2,
     attention=("temporal", "channel", "spatiotemporal"),
     width=1.0,
+    stride_in_1x1=False,
     name=None,
 ):
     """Builds an I3D-Slow ResNet, optionally with 4D blocks (``block4d`` = ``"v4d"``/``"f4d"``).
@@ -191,7 +196,11 @@ def build_resnet3d(
         video = input_tensor if keras.backend.is_keras_tensor(input_tensor) else keras.Input(tensor=input_tensor)
 
     arch = ARCHITECTURES[depth]
-    block_fn = basic_block if arch["block"] == "basic" else bottleneck_block
+    if arch["block"] == "basic":
+        block_fn = basic_block
+    else:
+        def block_fn(*args):
+            return bottleneck_block(*args, stride_in_1x1=stride_in_1x1)
     x = FoldUnits(name="fold_units")(video)
     x = stem(x, _scaled(64, width))
     for stage, filters, stride, repeats, temporal_kernel in zip(

@@ -1,0 +1,106 @@
+"""Mapping PyTorch ResNet state dicts (torchvision names: ``conv1``, ``bn1``, ``layer1.0.conv1``,
+``layer1.0.downsample.0`` …) onto this package's layer names (``stem_conv``, ``res2_block0_1_conv``,
+``res2_block0_shortcut_conv`` …). Shared by ImageNet inflation and the official-checkpoint converter.
+"""
+
+import re
+
+import numpy as np
+
+# torchvision module name inside a block -> our name suffix
+_BLOCK_PARTS = {"conv1": "1_conv", "bn1": "1_bn", "conv2": "2_conv", "bn2": "2_bn", "conv3": "3_conv",
+                "bn3": "3_bn", "downsample.0": "shortcut_conv", "downsample.1": "shortcut_bn"}
+_BLOCK_KEY = re.compile(r"^layer(\d)\.(\d+)\.(conv[123]|bn[123]|downsample\.[01])\.(\w+)$")
+_BN_FIELDS = ("weight", "bias", "running_mean", "running_var")
+
+
+def to_numpy(tensor):
+    return tensor.detach().cpu().numpy() if hasattr(tensor, "detach") else np.asarray(tensor)
+
+
+def group_by_module(state_dict, prefix=""):
+    """``{module name: {parameter: array}}`` for the keys starting with ``prefix``."""
+    modules = {}
+    for key, value in state_dict.items():
+        if not key.startswith(prefix):
+            continue
+        module, _, parameter = key[len(prefix):].rpartition(".")
+        modules.setdefault(module, {})[parameter] = to_numpy(value)
+    return modules
+
+
+def keras_name(module, block_renumbering=None):
+    """Our layer name for a torchvision module name, or ``None`` if it is not a ResNet layer."""
+    if module == "conv1":
+        return "stem_conv"
+    if module == "bn1":
+        return "stem_bn"
+    match = _BLOCK_KEY.match(module + ".x")
+    if not match:
+        return None
+    stage, block, part = int(match.group(1)), int(match.group(2)), match.group(3)
+    if block_renumbering is not None:
+        block = block_renumbering[(stage, block)]
+    return f"res{stage + 1}_block{block}_{_BLOCK_PARTS[part]}"
+
+
+def conv_kernel(weight, temporal_size=None):
+    """PyTorch conv weight ``(out, in, [t,] h, w)`` → Keras Conv3D kernel ``(t, h, w, in, out)``.
+
+    A 2D weight is inflated to ``temporal_size`` taps, each divided by ``temporal_size`` (I3D), so a
+    video of one repeated frame gives the 2D network's response.
+    """
+    if weight.ndim == 4:
+        t = temporal_size or 1
+        return np.repeat(weight.transpose(2, 3, 1, 0)[None], t, axis=0) / t
+    return weight.transpose(2, 3, 4, 1, 0)
+
+
+def set_conv(layer, weight, inflate=False):
+    expected = tuple(layer.kernel.shape)
+    kernel = conv_kernel(weight, expected[0] if inflate else None)
+    if kernel.shape != expected:
+        raise ValueError(f"layer '{layer.name}': kernel of shape {expected}, but the checkpoint has "
+                         f"{tuple(weight.shape)} (→ {kernel.shape})")
+    layer.kernel.assign(kernel.astype("float32"))
+
+
+def set_batch_norm(layer, parameters, name):
+    missing = [f for f in _BN_FIELDS if f not in parameters]
+    if missing:
+        raise ValueError(f"checkpoint module '{name}' lacks {missing} for BN layer '{layer.name}'")
+    values = [parameters[f] for f in _BN_FIELDS]
+    if values[0].shape != tuple(layer.gamma.shape):
+        raise ValueError(f"layer '{layer.name}': {layer.gamma.shape[0]} channels, checkpoint '{name}' has "
+                         f"{values[0].shape[0]}")
+    for variable, value in zip((layer.gamma, layer.beta, layer.moving_mean, layer.moving_variance), values):
+        variable.assign(value.astype("float32"))
+
+
+def load_resnet_modules(model, modules, inflate=False, block_renumbering=None, skip=()):
+    """Assigns every ResNet conv/BN of ``modules`` (torchvision names) to ``model``.
+
+    Raises ``ValueError`` naming the first of the model's conv/BN layers that the checkpoint lacks.
+    Returns the module names that were not used.
+    """
+    used = set()
+    targets = {}
+    for module in modules:
+        name = keras_name(module, block_renumbering)
+        if name is not None:
+            targets[name] = module
+    for layer in model.layers:
+        kind = type(layer).__name__
+        if kind not in ("Conv3D", "BatchNormalization") or layer.name in skip:
+            continue
+        if layer.name not in targets:
+            raise ValueError(f"the checkpoint has no weights for layer '{layer.name}' of model '{model.name}'")
+        module = targets[layer.name]
+        if kind == "Conv3D":
+            if "weight" not in modules[module]:
+                raise ValueError(f"checkpoint module '{module}' lacks 'weight' for layer '{layer.name}'")
+            set_conv(layer, modules[module]["weight"], inflate)
+        else:
+            set_batch_norm(layer, modules[module], module)
+        used.add(module)
+    return [m for m in modules if m not in used]
