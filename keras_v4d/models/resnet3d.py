@@ -6,7 +6,7 @@ units into the batch for the 3D layers; the 4D blocks see ``(batch, U, T, H, W, 
 
 import keras
 
-from keras_v4d.layers import F4DBlock, FoldUnits, Residual4D, UnfoldUnits
+from keras_v4d.layers import F4DBlock, FoldUnits, Residual4D, SpatialMaxPooling, UnfoldUnits
 from keras_v4d.layers._checks import normalize_tuple
 from keras_v4d.layers.normalization import batch_norm
 
@@ -110,7 +110,7 @@ def stem(x, filters=64):
     x = _conv_bn(x, filters, (1, 7, 7), (1, 2, 2), "stem")
     # Zero padding before the max-pool equals PyTorch's -inf padding: inputs are post-ReLU (≥ 0).
     x = keras.layers.ZeroPadding3D((0, 1, 1), name="stem_pool_pad")(x)
-    return keras.layers.MaxPooling3D((1, 3, 3), strides=(1, 2, 2), name="stem_pool")(x)
+    return SpatialMaxPooling(3, 2, name="stem_pool")(x)  # = MaxPooling3D((1,3,3), (1,2,2)); TFLite-friendly
 
 
 def _scaled(filters, width):
