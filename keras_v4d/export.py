@@ -105,14 +105,18 @@ def _input_shape(model, num_units, frames_per_unit, spatial_size):
 
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("checkpoint", None, "A .keras model, or a .weights.h5 file with --model.")
-flags.DEFINE_string("model", None, "Builder name for a .weights.h5 checkpoint.")
-flags.DEFINE_string("output", None, "Output folder: saved_model/ and model_<variant>.tflite.")
-flags.DEFINE_list("formats", ["saved_model", "tflite"], "saved_model and/or tflite.")
-flags.DEFINE_list("tflite_variants", list(TFLITE_VARIANTS), "TFLite variants: float32, dynamic, fp16.")
-flags.DEFINE_integer("num_units", None, "U of the TFLite input (SavedModel: free unless given).")
-flags.DEFINE_integer("frames_per_unit", None, "T (default: the model's).")
-flags.DEFINE_integer("crop_size", None, "H = W of the TFLite input (SavedModel: free unless given).")
+
+
+def define_flags():
+    """Defined only when run as a program, so that importing the module adds no global flags."""
+    flags.DEFINE_string("checkpoint", None, "A .keras model, or a .weights.h5 file with --model.")
+    flags.DEFINE_string("model", None, "Builder name for a .weights.h5 checkpoint.")
+    flags.DEFINE_string("output", None, "Output folder: saved_model/ and model_<variant>.tflite.")
+    flags.DEFINE_list("formats", ["saved_model", "tflite"], "saved_model and/or tflite.")
+    flags.DEFINE_list("tflite_variants", list(TFLITE_VARIANTS), "TFLite variants: float32, dynamic, fp16.")
+    flags.DEFINE_integer("num_units", None, "U of the TFLite input (SavedModel: free unless given).")
+    flags.DEFINE_integer("frames_per_unit", None, "T (default: the model's).")
+    flags.DEFINE_integer("crop_size", None, "H = W of the TFLite input (SavedModel: free unless given).")
 
 
 def main(argv):
@@ -150,4 +154,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     run(main)

@@ -107,8 +107,12 @@ def convert_official(checkpoint, arch="v4d_resnet50", classes=None, **builder_ar
 
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("arch", "v4d_resnet50", "Architecture: v4d_resnet50, v4d_resnet18, i3d_slow_resnet50, ...")
-flags.DEFINE_integer("classes", None, "Number of classes (default: from the checkpoint's classifier).")
+
+
+def define_flags():
+    """Defined only when run as a program, so that importing the module adds no global flags."""
+    flags.DEFINE_string("arch", "v4d_resnet50", "Architecture: v4d_resnet50, v4d_resnet18, i3d_slow_resnet50, ...")
+    flags.DEFINE_integer("classes", None, "Number of classes (default: from the checkpoint's classifier).")
 
 
 def main(argv):
@@ -130,4 +134,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     run(main)
