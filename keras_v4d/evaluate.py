@@ -1,11 +1,9 @@
-"""Evaluate a trained model the way the papers do: video-level inference over U_infer units
-(Algorithm 1) and multi-crop testing, with top-1 / top-5 / mean-class accuracy.
+"""Evaluation the way the papers do it: video-level inference over U_infer units (Algorithm 1)
+and multi-crop testing, with top-1 / top-5 / mean-class accuracy.
 
-    python -m keras_v4d.evaluate --checkpoint runs/v4d/last.keras --data val.txt \
-        --num_units 10 --num_crops 3 --output runs/v4d/eval
-
-Writes ``metrics.json``, ``per_class.csv`` (accuracy of every class) and ``predictions.csv``
-under --output. Exit codes: 0 done, 1 a video could not be read, 2 bad flags or files.
+``evaluate(model, "val.txt", train_units=4, output="runs/v4d/eval")`` writes ``metrics.json``,
+``per_class.csv`` (accuracy of every class) and ``predictions.csv`` under ``output``; the
+command-line tool is ``python -m keras_v4d.cli.evaluate``.
 """
 
 import csv
@@ -13,22 +11,14 @@ import json
 import math
 import os
 
-from absl import flags
+import numpy as np
+from keras import ops
 
-from keras_v4d.cli import EXIT_BAD_INPUT, CommandError, define_inference_flags, load_inference_model, run
-
-FLAGS = flags.FLAGS
-define_inference_flags()
-flags.DEFINE_string("data", None, "Test source: annotation list, class folders or TFRecords.")
-flags.DEFINE_string("output", None, "Folder for metrics.json, per_class.csv and predictions.csv.")
-flags.DEFINE_integer("batch_size", 2, "Videos per batch.")
-flags.DEFINE_bool("progress", True, "Show a progress bar.")
+from keras_v4d.inference import VideoLevelPredictor, video_level_predict
 
 
 def per_class_rows(labels, predictions, num_classes, class_names):
     """``(class, name, videos, correct, top-1 %)`` for every class that has test videos."""
-    import numpy as np
-
     rows = []
     for c in range(num_classes):
         mask = labels == c
@@ -39,13 +29,9 @@ def per_class_rows(labels, predictions, num_classes, class_names):
     return rows
 
 
-def evaluate(model, dataset, train_units, mode, progress=True, total=None):
+def video_level_scores(model, dataset, train_units, mode="combinations", progress=True, total=None):
     """Video-level scores of every video of an evaluation ``dataset``: ``(labels, scores, ids)``."""
-    import numpy as np
-    from keras import ops
     from tqdm import tqdm
-
-    from keras_v4d.inference import VideoLevelPredictor, video_level_predict
 
     predictor = VideoLevelPredictor(model)
     labels, scores, ids = [], [], []
@@ -53,76 +39,88 @@ def evaluate(model, dataset, train_units, mode, progress=True, total=None):
         scores.append(ops.convert_to_numpy(video_level_predict(model, views, train_units, mode, predictor)))
         labels.append(y.numpy())
         ids.extend(v.decode() for v in video_ids.numpy())
+    num_classes = model.outputs[0].shape[-1]
+    if not scores:
+        return np.zeros((0,), np.int32), np.zeros((0, num_classes), np.float32), []
     return np.concatenate(labels), np.concatenate(scores), ids
 
 
-def main(argv):
-    import numpy as np
-
-    from keras_v4d.data import BadVideoError, resolve_source, video_dataset
-
-    if len(argv) > 1:
-        raise CommandError(f"unexpected arguments {argv[1:]}; the test data goes in --data")
-    if not FLAGS.data or not FLAGS.output:
-        raise CommandError("--data and --output are required")
-    model, class_names, train_units, sampling = load_inference_model(FLAGS)
-    num_classes = model.outputs[0].shape[-1]
-    try:
-        source = resolve_source(FLAGS.data, class_names=class_names)
-    except (OSError, ValueError) as error:
-        raise CommandError(f"--data: {error}") from None
+def _check_source(source, num_classes, class_names, data):
     if source.class_names and len(source.class_names) != num_classes:
-        raise CommandError(f"--data {FLAGS.data} has {len(source.class_names)} classes but the model "
-                           f"{FLAGS.checkpoint} has {num_classes} outputs")
+        raise ValueError(f"{data} has {len(source.class_names)} classes but the model has {num_classes} outputs")
     if class_names and source.class_names and list(source.class_names) != list(class_names):
-        raise CommandError(f"--data {FLAGS.data}: its class names differ from the model's (first: "
-                           f"{source.class_names[0]!r} vs {class_names[0]!r}); labels would not line up")
+        raise ValueError(f"{data}: its class names differ from the model's (first: {source.class_names[0]!r} vs "
+                         f"{class_names[0]!r}); labels would not line up")
     labels = getattr(source, "labels", None)
     if labels and max(labels) >= num_classes:
-        raise CommandError(f"--data {FLAGS.data} has labels up to {max(labels)} but the model "
-                           f"{FLAGS.checkpoint} has {num_classes} outputs (labels 0..{num_classes - 1})")
-    class_names = class_names or source.class_names
-    dataset = video_dataset(source, training=False, batch_size=FLAGS.batch_size, num_classes=num_classes,
-                            **sampling)
-    total = math.ceil(len(labels) / FLAGS.batch_size) if labels else None
-    try:
-        y_true, scores, ids = evaluate(model, dataset, train_units, FLAGS.mode, FLAGS.progress, total)
-    except BadVideoError as error:
-        raise CommandError(f"--data: {error}", code=EXIT_BAD_INPUT) from None
-    except Exception as error:  # tf.data wraps the pipeline's BadVideoError
-        if "BadVideoError" not in str(error):
-            raise
-        raise CommandError(f"--data: {str(error).split('BadVideoError: ')[-1].strip()}", code=EXIT_BAD_INPUT) from None
+        raise ValueError(f"{data} has labels up to {max(labels)} but the model has {num_classes} outputs "
+                         f"(labels 0..{num_classes - 1})")
 
+
+def accuracy_metrics(y_true, scores, num_classes, class_names=None):
+    """``(metrics dict, per-class rows)``: top-1, top-k (k = min(5, classes)), mean-class accuracy in %."""
     predicted = scores.argmax(-1)
     k = min(5, num_classes)
     top_k = np.argsort(-scores, axis=-1)[:, :k]
     rows = per_class_rows(y_true, predicted, num_classes, class_names)
     metrics = {
         "videos": int(len(y_true)),
-        "top1": 100.0 * float((predicted == y_true).mean()),
-        f"top{k}": 100.0 * float((top_k == y_true[:, None]).any(-1).mean()),
-        "mean_class_accuracy": float(np.mean([row[4] for row in rows])),
-        "checkpoint": FLAGS.checkpoint, "data": FLAGS.data, "mode": FLAGS.mode, "train_units": train_units,
-        **sampling,
+        "top1": 100.0 * float((predicted == y_true).mean()) if len(y_true) else float("nan"),
+        f"top{k}": 100.0 * float((top_k == y_true[:, None]).any(-1).mean()) if len(y_true) else float("nan"),
+        "mean_class_accuracy": float(np.mean([row[4] for row in rows])) if rows else float("nan"),
     }
-    os.makedirs(FLAGS.output, exist_ok=True)
-    with open(os.path.join(FLAGS.output, "metrics.json"), "w") as handle:
+    return metrics, rows
+
+
+def write_report(output, metrics, rows, ids, y_true, scores):
+    """Writes ``metrics.json``, ``per_class.csv`` and ``predictions.csv`` under ``output``."""
+    os.makedirs(output, exist_ok=True)
+    predicted = scores.argmax(-1)
+    with open(os.path.join(output, "metrics.json"), "w") as handle:
         json.dump(metrics, handle, indent=2)
-    with open(os.path.join(FLAGS.output, "per_class.csv"), "w", newline="") as handle:
+    with open(os.path.join(output, "per_class.csv"), "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["class", "name", "videos", "correct", "top1"])
         writer.writerows([(c, n, v, r, f"{a:.2f}") for c, n, v, r, a in rows])
-    with open(os.path.join(FLAGS.output, "predictions.csv"), "w", newline="") as handle:
+    with open(os.path.join(output, "predictions.csv"), "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["video", "label", "predicted", "score"])
         writer.writerows([(i, int(t), int(p), f"{s[p]:.4f}") for i, t, p, s in zip(ids, y_true, predicted, scores)])
-    print(f"{metrics['videos']} videos, {sampling['num_crops']} crop(s) × {sampling['num_units']} units, "
-          f"{FLAGS.mode}: top-1 {metrics['top1']:.2f}%  top-{k} {metrics[f'top{k}']:.2f}%  "
-          f"mean class {metrics['mean_class_accuracy']:.2f}%")
-    print(f"per-class accuracy: {os.path.join(FLAGS.output, 'per_class.csv')}")
-    return 0
 
 
-if __name__ == "__main__":
-    run(main)
+def evaluate(model, data, *, train_units, sampling, mode="combinations", batch_size=2, class_names=None,
+             output=None, progress=True, metadata=None):
+    """Video-level evaluation of ``model`` on the test source ``data``.
+
+    Args:
+        model: a model of this package.
+        data: annotation list, rawframe list, class folders or TFRecords (see ``video_dataset``).
+        train_units: U the model was trained with (Algorithm 1's sections).
+        sampling: ``video_dataset`` sampling keywords (``num_units``, ``frames_per_unit``, ``stride``,
+            ``crop_size``, ``short_side``, ``num_crops``), e.g. from ``settings.inference_settings``.
+        mode: ``"combinations"`` (Algorithm 1) or ``"all_units"``.
+        class_names: the model's class names (checked against the source's when both are known).
+        output: folder for ``metrics.json``, ``per_class.csv`` and ``predictions.csv`` (optional).
+        metadata: extra entries for ``metrics.json`` (e.g. the checkpoint's path).
+    Returns:
+        The metrics dict (``videos``, ``top1``, ``top5``, ``mean_class_accuracy`` and the settings).
+    Raises:
+        ValueError when the source does not fit the model; ``BadVideoError`` naming the first video
+        that cannot be read.
+    """
+    from keras_v4d.data import resolve_source, video_dataset
+
+    num_classes = model.outputs[0].shape[-1]
+    source = resolve_source(data, class_names=class_names)
+    _check_source(source, num_classes, class_names, data)
+    class_names = class_names or source.class_names
+    dataset = video_dataset(source, training=False, batch_size=batch_size, num_classes=num_classes, **sampling)
+    labels = getattr(source, "labels", None)
+    total = math.ceil(len(labels) / batch_size) if labels else None
+    y_true, scores, ids = video_level_scores(model, dataset, train_units, mode, progress, total)
+    metrics, rows = accuracy_metrics(y_true, scores, num_classes, class_names)
+    metrics.update(data=os.fspath(data) if isinstance(data, (str, os.PathLike)) else str(data), mode=mode,
+                   train_units=train_units, **sampling, **(metadata or {}))
+    if output is not None:
+        write_report(output, metrics, rows, ids, y_true, scores)
+    return metrics

@@ -1,7 +1,7 @@
 """Export for deployment: a TF Serving SavedModel and TFLite files that take uint8 video.
 
-    python -m keras_v4d.export --checkpoint runs/v4d/last.keras --output exported/v4d \
-        --formats saved_model,tflite --num_units 4 --frames_per_unit 4 --crop_size 224
+``export_saved_model(model, "exported/v4d")``, ``export_tflite(model, "v4d.tflite", U, T, S)``;
+the command-line tool is ``python -m keras_v4d.cli.export``.
 
 The SavedModel's ``serving_default`` takes ``video`` uint8 ``(batch, U, T, H, W, 3)`` RGB and
 returns ``probabilities`` ``(batch, classes)``; ImageNet normalisation runs inside the graph. U, H
@@ -9,12 +9,10 @@ and W stay free where the model allows them (U is fixed by the TFLite files, whi
 shapes). TFLite variants: ``float32``, ``dynamic`` (dynamic-range int8 weights), ``fp16``.
 """
 
-import os
 
 import numpy as np
-from absl import flags
 
-from keras_v4d.cli import CommandError, run
+from keras_v4d.models.preprocessing import preprocess_input
 
 TFLITE_VARIANTS = ("float32", "dynamic", "fp16")
 
@@ -22,14 +20,9 @@ TFLITE_VARIANTS = ("float32", "dynamic", "fp16")
 def _serving_function(model, input_shape):
     import tensorflow as tf
 
-    from keras_v4d.data.transforms import IMAGENET_MEAN, IMAGENET_STD
-
-    mean = tf.constant(IMAGENET_MEAN, tf.float32) * 255.0
-    scale = 1.0 / (tf.constant(IMAGENET_STD, tf.float32) * 255.0)
-
     @tf.function(input_signature=[tf.TensorSpec((None,) + tuple(input_shape), tf.uint8, name="video")])
     def serve(video):
-        x = (tf.cast(video, tf.float32) - mean) * scale
+        x = preprocess_input(video)
         scores = model(x, training=False)
         if getattr(getattr(model.layers[-1], "activation", None), "__name__", "") != "softmax":
             scores = tf.nn.softmax(scores, axis=-1)
@@ -102,57 +95,3 @@ def _input_shape(model, num_units, frames_per_unit, spatial_size):
             raise ValueError(f"the model takes {name}={have}, cannot export it with {want}")
         shape.append(have if have is not None else want)
     return tuple(shape) + (3,)
-
-
-FLAGS = flags.FLAGS
-
-
-def define_flags():
-    """Defined only when run as a program, so that importing the module adds no global flags."""
-    flags.DEFINE_string("checkpoint", None, "A .keras model, or a .weights.h5 file with --model.")
-    flags.DEFINE_string("model", None, "Builder name for a .weights.h5 checkpoint.")
-    flags.DEFINE_string("output", None, "Output folder: saved_model/ and model_<variant>.tflite.")
-    flags.DEFINE_list("formats", ["saved_model", "tflite"], "saved_model and/or tflite.")
-    flags.DEFINE_list("tflite_variants", list(TFLITE_VARIANTS), "TFLite variants: float32, dynamic, fp16.")
-    flags.DEFINE_integer("num_units", None, "U of the TFLite input (SavedModel: free unless given).")
-    flags.DEFINE_integer("frames_per_unit", None, "T (default: the model's).")
-    flags.DEFINE_integer("crop_size", None, "H = W of the TFLite input (SavedModel: free unless given).")
-
-
-def main(argv):
-    import keras
-
-    from keras_v4d.weights import load_trained_model
-
-    if len(argv) > 1:
-        raise CommandError(f"unexpected arguments {argv[1:]}")
-    if not FLAGS.checkpoint or not FLAGS.output:
-        raise CommandError("--checkpoint and --output are required")
-    unknown = set(FLAGS.formats) - {"saved_model", "tflite"} or set(FLAGS.tflite_variants) - set(TFLITE_VARIANTS)
-    if unknown:
-        raise CommandError(f"unknown format or variant {sorted(unknown)}")
-    if keras.backend.backend() != "tensorflow":
-        raise CommandError("export needs KERAS_BACKEND=tensorflow")
-    try:
-        model = load_trained_model(FLAGS.checkpoint, FLAGS.model)
-    except (OSError, ValueError) as error:
-        raise CommandError(str(error)) from None
-    os.makedirs(FLAGS.output, exist_ok=True)
-    try:
-        if "saved_model" in FLAGS.formats:
-            path = export_saved_model(model, os.path.join(FLAGS.output, "saved_model"), FLAGS.num_units,
-                                      FLAGS.frames_per_unit, FLAGS.crop_size)
-            print(f"SavedModel: {path} (serving_default: video uint8 → probabilities)")
-        if "tflite" in FLAGS.formats:
-            for variant in FLAGS.tflite_variants:
-                path = export_tflite(model, os.path.join(FLAGS.output, f"model_{variant}.tflite"), FLAGS.num_units,
-                                     FLAGS.frames_per_unit, FLAGS.crop_size, variant)
-                print(f"TFLite ({variant}): {path}, {os.path.getsize(path) / 1e6:.1f} MB")
-    except ValueError as error:
-        raise CommandError(str(error)) from None
-    return 0
-
-
-if __name__ == "__main__":
-    define_flags()
-    run(main)

@@ -1,41 +1,40 @@
-"""Train a model of the zoo on a video dataset with the paper's recipe.
+"""Training a model of the zoo on a video dataset with the paper's recipe (V4D §4.2).
 
-    python -m keras_v4d.train --model V4DResNet18 --train train.txt --val val.txt \
-        --num_classes 200 --output runs/v4d --epochs 100 --batch_size 8
-
-Checkpoints every epoch under --output; run the same command again after an interruption and
-training resumes from the last completed epoch. --strategy mirrored|multiworker distributes it.
+``train(model_name="V4DResNet18", train_data="train.txt", output="runs/v4d", epochs=100)``
+checkpoints every epoch under ``output`` and resumes from the last completed epoch when called
+again; ``settings.json`` beside the checkpoints records the sampling (U, T, τ, crop, short side,
+class names) that ``predict``, ``evaluate`` and ``export`` then take as their defaults. The
+command-line tool is ``python -m keras_v4d.cli.train``.
 """
 
 import os
 
-from absl import flags
+from keras_v4d.settings import save_settings
+from keras_v4d.training import PAPER_DECAY_EPOCHS
 
-from keras_v4d.cli import CommandError, run
-
-FLAGS = flags.FLAGS
-flags.DEFINE_string("model", "V4DResNet18", "Builder name, e.g. V4DResNet18, TSNResNet50.")
-flags.DEFINE_string("train", None, "Training source: annotation list, class folders or TFRecords.")
-flags.DEFINE_string("val", None, "Optional validation source (centre crop, first view).")
-flags.DEFINE_integer("num_classes", None, "Number of classes (default: from the dataset's class names).")
-flags.DEFINE_string("output", None, "Folder for checkpoints, last.keras and history.csv.")
-flags.DEFINE_integer("epochs", 100, "Epochs in total (counting epochs already completed).")
-flags.DEFINE_integer("batch_size", 8, "Global batch size in videos.")
-flags.DEFINE_integer("num_units", 4, "Action units U per video.")
-flags.DEFINE_integer("frames_per_unit", 4, "Frames T per unit.")
-flags.DEFINE_integer("stride", 8, "Frame stride τ inside a unit.")
-flags.DEFINE_integer("crop_size", 224, "Training crop size.")
-flags.DEFINE_integer("short_side", 256, "Short side before cropping.")
-flags.DEFINE_float("lr", 0.01, "Base learning rate.")
-flags.DEFINE_float("weight_decay", 1e-5, "Weight decay (not on BN or biases).")
-flags.DEFINE_list("decay_epochs", ["35", "60", "80"], "Epochs where the learning rate is divided by 10.")
-flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multiworker"],
-                  "default: one device; mirrored: all local GPUs (MirroredStrategy); multiworker: TF_CONFIG hosts.")
-flags.DEFINE_bool("mixed_precision", False, "Train with mixed_bfloat16 (CPU) / mixed_float16 (GPU).")
-flags.DEFINE_string("init_weights", None, "Optional .weights.h5 to start from (e.g. a 3D backbone).")
+STRATEGIES = ("default", "mirrored", "multiworker")
 
 
-def main(argv):
+def train(model_name="V4DResNet18", train_data=None, output=None, *, val_data=None, num_classes=None, epochs=100,
+          batch_size=8, num_units=4, frames_per_unit=4, stride=8, crop_size=224, short_side=256, lr=0.01,
+          weight_decay=1e-5, decay_epochs=PAPER_DECAY_EPOCHS, strategy="default", mixed_precision=False,
+          init_weights=None, verbose=2):
+    """Trains ``model_name`` on ``train_data`` and returns the Keras ``History``.
+
+    Args:
+        model_name: a builder name (``keras_v4d.models.BUILDERS``).
+        train_data, val_data: sources for ``video_dataset`` (annotation list, rawframe list, class
+            folders, TFRecords); validation uses the centre crop.
+        output: folder for ``epoch-NNN.weights.h5``, ``last.keras``, ``history.csv``, ``settings.json``.
+        num_classes: default: the number of the training source's class names.
+        num_units, frames_per_unit, stride, crop_size, short_side: the sampler (U, T, τ) and augmentation.
+        lr, weight_decay, decay_epochs: the optimizer (SGD with momentum 0.9, lr ÷ 10 at ``decay_epochs``).
+        strategy: ``"default"``, ``"mirrored"`` (all local GPUs) or ``"multiworker"`` (TF_CONFIG hosts).
+        mixed_precision: ``mixed_float16`` on a GPU, ``mixed_bfloat16`` otherwise.
+        init_weights: optional ``.weights.h5`` to start from (e.g. a 3D backbone).
+    Raises:
+        ValueError naming the argument or file at fault.
+    """
     import keras
     import tensorflow as tf
 
@@ -44,58 +43,50 @@ def main(argv):
     from keras_v4d.training import compile_for_training, make_strategy, prepare_fit, training_callbacks
     from keras_v4d.weights import load_model_weights
 
-    if len(argv) > 1:
-        raise CommandError(f"unexpected arguments {argv[1:]}")
-    if not FLAGS.train or not FLAGS.output:
-        raise CommandError("--train and --output are required")
-    if FLAGS.model not in BUILDERS:
-        raise CommandError(f"--model must be one of {sorted(BUILDERS)}, got {FLAGS.model!r}")
+    if not train_data or not output:
+        raise ValueError("`train_data` and `output` are required")
+    if model_name not in BUILDERS:
+        raise ValueError(f"model must be one of {sorted(BUILDERS)}, got {model_name!r}")
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
     # MultiWorkerMirroredStrategy must exist before any other TensorFlow op runs.
-    strategy = make_strategy(FLAGS.strategy)
-    if FLAGS.mixed_precision:
+    distribution = make_strategy(strategy)
+    if mixed_precision:
         keras.mixed_precision.set_global_policy(
             "mixed_float16" if tf.config.list_physical_devices("GPU") else "mixed_bfloat16")
-    sampling = dict(num_units=FLAGS.num_units, frames_per_unit=FLAGS.frames_per_unit, stride=FLAGS.stride,
-                    crop_size=FLAGS.crop_size, short_side=FLAGS.short_side, batch_size=FLAGS.batch_size)
-    try:
-        train_data = video_dataset(FLAGS.train, training=True, num_classes=FLAGS.num_classes, **sampling)
-        num_classes = FLAGS.num_classes or len(train_data.class_names or [])
-        if not num_classes:
-            raise ValueError("--num_classes is required when the dataset has no class names")
-        if train_data.class_names and len(train_data.class_names) != num_classes:
-            raise ValueError(f"--train {FLAGS.train} has {len(train_data.class_names)} classes but "
-                             f"--num_classes is {num_classes}")
-        val_data = None
-        if FLAGS.val:
-            val_data = single_view(video_dataset(FLAGS.val, training=False, num_classes=num_classes,
-                                                 **{**sampling, "crop_size": FLAGS.crop_size}))
-    except (OSError, ValueError) as error:
-        raise CommandError(str(error)) from None
-    steps_per_epoch = sum(1 for _ in train_data.take(100_000))
+    sampling = dict(num_units=num_units, frames_per_unit=frames_per_unit, stride=stride, crop_size=crop_size,
+                    short_side=short_side, batch_size=batch_size)
+    train_set = video_dataset(train_data, training=True, num_classes=num_classes, **sampling)
+    num_classes = num_classes or len(train_set.class_names or [])
+    if not num_classes:
+        raise ValueError("num_classes is required when the dataset has no class names")
+    if train_set.class_names and len(train_set.class_names) != num_classes:
+        raise ValueError(f"{train_data} has {len(train_set.class_names)} classes but num_classes is {num_classes}")
+    val_set = None
+    if val_data:
+        val_set = single_view(video_dataset(val_data, training=False, num_classes=num_classes, **sampling))
+    steps_per_epoch = sum(1 for _ in train_set.take(100_000))
     if steps_per_epoch == 0:
-        raise CommandError(f"{FLAGS.train}: fewer usable videos than one batch of {FLAGS.batch_size}")
-    os.makedirs(FLAGS.output, exist_ok=True)
-    if train_data.class_names:  # read by evaluate / predict to name the classes
-        with open(os.path.join(FLAGS.output, "class_names.txt"), "w", encoding="utf-8") as handle:
-            handle.write("\n".join(train_data.class_names) + "\n")
-    with strategy.scope():
-        model = BUILDERS[FLAGS.model](classes=num_classes,
-                                      input_shape=(None, FLAGS.frames_per_unit, None, None, 3))
-        if FLAGS.init_weights:
+        raise ValueError(f"{train_data}: fewer usable videos than one batch of {batch_size}")
+    os.makedirs(output, exist_ok=True)
+    settings = dict(train_units=num_units, frames_per_unit=frames_per_unit, stride=stride, crop_size=crop_size,
+                    short_side=short_side, class_names=list(train_set.class_names or []) or None)
+    save_settings(output, settings)
+    if train_set.class_names:  # also as plain text, one name per line
+        with open(os.path.join(output, "class_names.txt"), "w", encoding="utf-8") as handle:
+            handle.write("\n".join(train_set.class_names) + "\n")
+    with distribution.scope():
+        model = BUILDERS[model_name](classes=num_classes, input_shape=(None, frames_per_unit, None, None, 3))
+        if init_weights:
             try:
-                load_model_weights(model, FLAGS.init_weights)
+                load_model_weights(model, init_weights)
             except (OSError, ValueError) as error:
-                raise CommandError(f"--init_weights: {error}") from None
-        compile_for_training(model, steps_per_epoch, base_lr=FLAGS.lr, weight_decay=FLAGS.weight_decay,
-                             decay_epochs=[int(e) for e in FLAGS.decay_epochs])
-    prepare_fit(model, train_data, strategy)
-    model.fit(train_data, validation_data=val_data, epochs=FLAGS.epochs,
-              callbacks=training_callbacks(FLAGS.output), verbose=2)
-    if train_data.skip_log.count:
-        print(train_data.skip_log.summary())
-    print(f"done: {FLAGS.epochs} epochs; model at {os.path.join(FLAGS.output, 'last.keras')}")
-    return 0
-
-
-if __name__ == "__main__":
-    run(main)
+                raise ValueError(f"init_weights: {error}") from None
+        compile_for_training(model, steps_per_epoch, base_lr=lr, weight_decay=weight_decay,
+                             decay_epochs=[int(e) for e in decay_epochs])
+    prepare_fit(model, train_set, distribution)
+    history = model.fit(train_set, validation_data=val_set, epochs=epochs, callbacks=training_callbacks(output),
+                        verbose=verbose)
+    if train_set.skip_log.count:
+        print(train_set.skip_log.summary())
+    return history

@@ -20,7 +20,7 @@ VIEW_ARGS = dict(num_units=4, frames_per_unit=2, stride=2, crop_size=32, short_s
 
 def _tool(name, *args):
     env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3"}
-    return subprocess.run([sys.executable, "-m", f"keras_v4d.{name}", *map(str, args)], env=env,
+    return subprocess.run([sys.executable, "-m", f"keras_v4d.cli.{name}", *map(str, args)], env=env,
                           capture_output=True, text=True, timeout=300)
 
 

@@ -154,7 +154,7 @@ def test_folder_per_class_source(tmp_path):
 
 def test_converter_cli_reports_skips_and_exit_code(videos, tmp_path):
     out = str(tmp_path / "records" / "train")
-    result = subprocess.run([sys.executable, "-m", "keras_v4d.data.convert", f"--annotations={videos / 'all.txt'}",
+    result = subprocess.run([sys.executable, "-m", "keras_v4d.cli.convert_data", f"--annotations={videos / 'all.txt'}",
                              f"--output={out}", "--num_shards=2", "--workers=2", "--short_side=32"],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 1, result.stderr

@@ -52,6 +52,6 @@ def test_export_errors_name_what_is_wrong(model, tmp_path):
     with pytest.raises(ValueError, match="the model takes frames_per_unit=2, cannot export it with 4"):
         export_saved_model(model, str(tmp_path / "y"), frames_per_unit=4)
     env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3"}
-    missing = subprocess.run([sys.executable, "-m", "keras_v4d.export", f"--checkpoint={tmp_path / 'nope.keras'}",
+    missing = subprocess.run([sys.executable, "-m", "keras_v4d.cli.export", f"--checkpoint={tmp_path / 'nope.keras'}",
                               f"--output={tmp_path / 'out'}"], env=env, capture_output=True, text=True, timeout=300)
     assert missing.returncode == 2 and "checkpoint not found" in missing.stderr and "nope.keras" in missing.stderr

@@ -58,7 +58,7 @@ def tiny_dataset(tmp_path_factory):
 
 
 def _train_command(listing, output, epochs):
-    return [sys.executable, "-m", "keras_v4d.train", "--model=TSNResNet18", f"--train={listing}", "--num_classes=2",
+    return [sys.executable, "-m", "keras_v4d.cli.train", "--model=TSNResNet18", f"--train={listing}", "--num_classes=2",
             f"--output={output}", f"--epochs={epochs}", "--batch_size=2", "--num_units=2", "--frames_per_unit=2",
             "--stride=2", "--crop_size=32", "--short_side=32"]
 

@@ -135,7 +135,7 @@ def test_converted_official_checkpoint_matches_pytorch(form, tmp_path):
     torch.save(official_state_dict(net), checkpoint)
     out = tmp_path / "v4d.weights.h5"
     env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3"}
-    result = subprocess.run([sys.executable, "-m", "keras_v4d.weights.convert_official", str(checkpoint), str(out),
+    result = subprocess.run([sys.executable, "-m", "keras_v4d.cli.convert_weights", str(checkpoint), str(out),
                              "--arch=v4d_resnet18"], env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     model = keras_v4d.V4DResNet18(classes=5, weights=str(out))

@@ -1,20 +1,18 @@
 """Per-video preprocessing on ``(frames, H, W, 3)`` uint8 tensors (training and evaluation).
 
 Decoding, resizing, cropping and flipping reuse the TF Model Garden's ``preprocess_ops_3d``;
-only ImageNet mean/std normalisation is ours (the Model Garden scales to [0, 1] or [-1, 1]).
+the ImageNet normalisation is the models' own ``keras_v4d.preprocess_input``.
 """
 
 import tensorflow as tf
 from official.vision.ops import preprocess_ops_3d
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from keras_v4d.models.preprocessing import IMAGENET_MEAN, IMAGENET_STD, preprocess_input  # noqa: F401
 
 
 def normalize_imagenet(frames):
-    """uint8 RGB → float32 ``(x / 255 - mean) / std`` with ImageNet statistics."""
-    frames = preprocess_ops_3d.normalize_image(frames, zero_centering_image=False)
-    return (frames - tf.constant(IMAGENET_MEAN)) / tf.constant(IMAGENET_STD)
+    """uint8 RGB → float32 ``(x / 255 - mean) / std`` with ImageNet statistics (``preprocess_input``)."""
+    return preprocess_input(frames)
 
 
 def train_transform(frames, crop_size, short_side=256, area_range=(0.25, 1.0),

@@ -1,6 +1,8 @@
 """Convert the official V4D PyTorch checkpoints (``.pth.tar``) to Keras ``.weights.h5``.
 
-    python -m keras_v4d.weights.convert_official CHECKPOINT.pth.tar OUT.weights.h5 --arch v4d_resnet50
+    python -m keras_v4d.cli.convert_weights CHECKPOINT.pth.tar OUT.weights.h5 --arch v4d_resnet50
+
+or ``convert_official(checkpoint, arch="v4d_resnet50")`` from Python.
 
 Layout (SPEC §9): a dict with ``state_dict``; backbone keys ``module.base_model.<torchvision name>``
 (Conv3d weights ``(out, in, t, h, w)`` → Keras ``(t, h, w, in, out)``), classifier ``module.new_fc``.
@@ -13,9 +15,7 @@ import inspect
 import re
 
 import numpy as np
-from absl import flags
 
-from keras_v4d.cli import CommandError, run
 from keras_v4d.weights.torch_layout import group_by_module, load_resnet_modules
 
 PREFIXES = ("module.base_model.", "base_model.", "module.", "")
@@ -104,35 +104,3 @@ def convert_official(checkpoint, arch="v4d_resnet50", classes=None, **builder_ar
         return load_official_state(model, state_dict)
     except ValueError as error:
         raise ValueError(f"{checkpoint}: {error}") from None
-
-
-FLAGS = flags.FLAGS
-
-
-def define_flags():
-    """Defined only when run as a program, so that importing the module adds no global flags."""
-    flags.DEFINE_string("arch", "v4d_resnet50", "Architecture: v4d_resnet50, v4d_resnet18, i3d_slow_resnet50, ...")
-    flags.DEFINE_integer("classes", None, "Number of classes (default: from the checkpoint's classifier).")
-
-
-def main(argv):
-    if len(argv) != 3:
-        raise CommandError("usage: python -m keras_v4d.weights.convert_official CHECKPOINT OUT.weights.h5 --arch A")
-    checkpoint, output = argv[1], argv[2]
-    if not output.endswith(".weights.h5"):
-        raise CommandError(f"the output must end in .weights.h5, got {output}")
-    try:
-        model = convert_official(checkpoint, FLAGS.arch, FLAGS.classes)
-    except (OSError, ValueError, ImportError) as error:
-        raise CommandError(str(error)) from None
-    model.save_weights(output)
-    from keras_v4d.weights.registry import sha256_of
-
-    print(f"{checkpoint} → {output} ({model.name}, {model.count_params():,} parameters, "
-          f"{model.outputs[0].shape[-1]} classes); sha256 {sha256_of(output)}")
-    return 0
-
-
-if __name__ == "__main__":
-    define_flags()
-    run(main)

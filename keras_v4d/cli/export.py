@@ -1,0 +1,75 @@
+"""Export a trained model for deployment: a TF Serving SavedModel and TFLite files (uint8 video in).
+
+    python -m keras_v4d.cli.export --checkpoint runs/v4d/last.keras --output exported/v4d \
+        --formats saved_model,tflite
+
+U, T and the crop default to the checkpoint's saved settings (``settings.json`` beside it: the
+TFLite input is ``(1, U_train, T, crop, crop, 3)``); the SavedModel keeps U, H and W free unless
+given.
+"""
+
+import os
+
+from absl import flags
+
+from keras_v4d.cli.common import CommandError, run
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("checkpoint", None, "A .keras model, or a .weights.h5 file with --model.")
+flags.DEFINE_string("model", None, "Builder name for a .weights.h5 checkpoint.")
+flags.DEFINE_string("output", None, "Output folder: saved_model/ and model_<variant>.tflite.")
+flags.DEFINE_list("formats", ["saved_model", "tflite"], "saved_model and/or tflite.")
+flags.DEFINE_list("tflite_variants", ["float32", "dynamic", "fp16"], "TFLite variants: float32, dynamic, fp16.")
+flags.DEFINE_integer("num_units", None, "U of the TFLite input (default: the saved train_units; SavedModel: free "
+                     "unless given).")
+flags.DEFINE_integer("frames_per_unit", None, "T (default: the model's, else the saved settings').")
+flags.DEFINE_integer("crop_size", None, "H = W of the TFLite input (default: the saved crop_size; SavedModel: "
+                     "free unless given).")
+
+
+def main(argv):
+    import keras
+
+    from keras_v4d.export import TFLITE_VARIANTS, export_saved_model, export_tflite
+    from keras_v4d.settings import load_settings, model_fixed_units_and_frames
+    from keras_v4d.weights import load_trained_model
+
+    if len(argv) > 1:
+        raise CommandError(f"unexpected arguments {argv[1:]}")
+    if not FLAGS.checkpoint or not FLAGS.output:
+        raise CommandError("--checkpoint and --output are required")
+    unknown = set(FLAGS.formats) - {"saved_model", "tflite"} or set(FLAGS.tflite_variants) - set(TFLITE_VARIANTS)
+    if unknown:
+        raise CommandError(f"unknown format or variant {sorted(unknown)}")
+    if keras.backend.backend() != "tensorflow":
+        raise CommandError("export needs KERAS_BACKEND=tensorflow")
+    try:
+        model = load_trained_model(FLAGS.checkpoint, FLAGS.model)
+        saved = load_settings(FLAGS.checkpoint)
+    except (OSError, ValueError) as error:
+        raise CommandError(str(error)) from None
+    fixed_units, fixed_frames = model_fixed_units_and_frames(model)
+    frames = FLAGS.frames_per_unit or fixed_frames or saved.get("frames_per_unit")
+    if fixed_frames and frames != fixed_frames:
+        raise CommandError(f"--frames_per_unit {frames}, but the model takes T={fixed_frames}")
+    os.makedirs(FLAGS.output, exist_ok=True)
+    try:
+        if "saved_model" in FLAGS.formats:
+            path = export_saved_model(model, os.path.join(FLAGS.output, "saved_model"), FLAGS.num_units,
+                                      frames, FLAGS.crop_size)
+            print(f"SavedModel: {path} (serving_default: video uint8 → probabilities)")
+        if "tflite" in FLAGS.formats:
+            units = FLAGS.num_units or fixed_units or saved.get("train_units")
+            crop = FLAGS.crop_size or saved.get("crop_size")
+            for variant in FLAGS.tflite_variants:
+                path = export_tflite(model, os.path.join(FLAGS.output, f"model_{variant}.tflite"), units, frames,
+                                     crop, variant)
+                print(f"TFLite ({variant}, input 1×{units}×{frames}×{crop}×{crop}×3): {path}, "
+                      f"{os.path.getsize(path) / 1e6:.1f} MB")
+    except ValueError as error:
+        raise CommandError(str(error)) from None
+    return 0
+
+
+if __name__ == "__main__":
+    run(main)

@@ -1,0 +1,50 @@
+"""Top-k classes of video files with video-level inference (Algorithm 1, multi-crop).
+
+    python -m keras_v4d.cli.predict --checkpoint runs/v4d/last.keras video1.mp4 video2.webm
+
+Sampling flags default to the checkpoint's saved settings; class names come from --class_names,
+the saved settings or ``class_names.txt`` beside the checkpoint. A video that cannot be read is
+reported with its path and the others are still predicted; the exit code is then 1 (2 for bad
+flags or a missing checkpoint).
+"""
+
+import json
+import sys
+
+from absl import flags
+
+from keras_v4d.cli.common import EXIT_BAD_INPUT, CommandError, define_inference_flags, load_inference_model, run
+
+FLAGS = flags.FLAGS
+define_inference_flags()
+flags.DEFINE_integer("top_k", 5, "Classes listed per video.")
+flags.DEFINE_bool("json", False, "Print one JSON object per video instead of a table.")
+
+
+def main(argv):
+    from keras_v4d.predict import predict_videos
+
+    videos = argv[1:]
+    if not videos:
+        raise CommandError("give one or more video files: python -m keras_v4d.cli.predict --checkpoint C VIDEO...")
+    model, class_names, train_units, sampling = load_inference_model(FLAGS)
+    failed = 0
+    for path, best, error in predict_videos(model, videos, train_units=train_units, sampling=sampling,
+                                            mode=FLAGS.mode, class_names=class_names, top_k=FLAGS.top_k):
+        if error is not None:
+            print(f"error: {error}", file=sys.stderr)
+            failed += 1
+        elif FLAGS.json:
+            print(json.dumps({"video": path, "top": [{"class": c, "probability": p} for c, p in best]}))
+        else:
+            print(path)
+            for rank, (name, probability) in enumerate(best, 1):
+                print(f"  {rank}. {100 * probability:5.1f}%  {name}")
+    if failed:
+        print(f"{failed} of {len(videos)} video(s) could not be read", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return 0
+
+
+if __name__ == "__main__":
+    run(main)

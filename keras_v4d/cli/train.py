@@ -1,0 +1,62 @@
+"""Train a model of the zoo on a video dataset with the paper's recipe.
+
+    python -m keras_v4d.cli.train --model V4DResNet18 --train train.txt --val val.txt \
+        --num_classes 200 --output runs/v4d --epochs 100 --batch_size 8
+
+Checkpoints every epoch under --output; run the same command again after an interruption and
+training resumes from the last completed epoch. --strategy mirrored|multiworker distributes it.
+"""
+
+import os
+
+from absl import flags
+
+from keras_v4d.cli.common import CommandError, run
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("model", "V4DResNet18", "Builder name, e.g. V4DResNet18, TSNResNet50.")
+flags.DEFINE_string("train", None, "Training source: annotation list, rawframe list, class folders or TFRecords.")
+flags.DEFINE_string("val", None, "Optional validation source (centre crop, first view).")
+flags.DEFINE_integer("num_classes", None, "Number of classes (default: from the dataset's class names).")
+flags.DEFINE_string("output", None, "Folder for checkpoints, last.keras, history.csv and settings.json.")
+flags.DEFINE_integer("epochs", 100, "Epochs in total (counting epochs already completed).")
+flags.DEFINE_integer("batch_size", 8, "Global batch size in videos.")
+flags.DEFINE_integer("num_units", 4, "Action units U per video.")
+flags.DEFINE_integer("frames_per_unit", 4, "Frames T per unit.")
+flags.DEFINE_integer("stride", 8, "Frame stride τ inside a unit.")
+flags.DEFINE_integer("crop_size", 224, "Training crop size.")
+flags.DEFINE_integer("short_side", 256, "Short side before cropping.")
+flags.DEFINE_float("lr", 0.01, "Base learning rate.")
+flags.DEFINE_float("weight_decay", 1e-5, "Weight decay (not on BN or biases).")
+flags.DEFINE_list("decay_epochs", ["35", "60", "80"], "Epochs where the learning rate is divided by 10.")
+flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multiworker"],
+                  "default: one device; mirrored: all local GPUs (MirroredStrategy); multiworker: TF_CONFIG hosts.")
+flags.DEFINE_bool("mixed_precision", False, "Train with mixed_bfloat16 (CPU) / mixed_float16 (GPU).")
+flags.DEFINE_string("init_weights", None, "Optional .weights.h5 to start from (e.g. a 3D backbone).")
+
+
+def main(argv):
+    from keras_v4d.models import BUILDERS
+    from keras_v4d.train import train
+
+    if len(argv) > 1:
+        raise CommandError(f"unexpected arguments {argv[1:]}")
+    if not FLAGS.train or not FLAGS.output:
+        raise CommandError("--train and --output are required")
+    if FLAGS.model not in BUILDERS:
+        raise CommandError(f"--model must be one of {sorted(BUILDERS)}, got {FLAGS.model!r}")
+    try:
+        train(FLAGS.model, FLAGS.train, FLAGS.output, val_data=FLAGS.val, num_classes=FLAGS.num_classes,
+              epochs=FLAGS.epochs, batch_size=FLAGS.batch_size, num_units=FLAGS.num_units,
+              frames_per_unit=FLAGS.frames_per_unit, stride=FLAGS.stride, crop_size=FLAGS.crop_size,
+              short_side=FLAGS.short_side, lr=FLAGS.lr, weight_decay=FLAGS.weight_decay,
+              decay_epochs=[int(e) for e in FLAGS.decay_epochs], strategy=FLAGS.strategy,
+              mixed_precision=FLAGS.mixed_precision, init_weights=FLAGS.init_weights)
+    except (OSError, ValueError) as error:
+        raise CommandError(str(error)) from None
+    print(f"done: {FLAGS.epochs} epochs; model at {os.path.join(FLAGS.output, 'last.keras')}")
+    return 0
+
+
+if __name__ == "__main__":
+    run(main)
