@@ -2,25 +2,26 @@
 
 __version__ = "0.1.0"
 
+import importlib
+
 from keras_v4d import layers, models  # noqa: E402
 from keras_v4d.flops import count_flops  # noqa: E402
 from keras_v4d.models import (  # noqa: E402
     F4DResNet18, F4DResNet50, I3DSlowResNet18, I3DSlowResNet50, TSNResNet18, TSNResNet50,
-    V4DResNet18, V4DResNet50)
+    V4DResNet18, V4DResNet50, preprocess_input)
 
+# Imported on first use: ``data`` needs TensorFlow and the Model Garden, ``weights`` h5py; the layers
+# and models stay light on the JAX and PyTorch backends.
+_LAZY_MODULES = ("data", "weights", "inference", "settings", "evaluate", "predict", "train", "training", "export")
 
 
 def __getattr__(name):
-    # keras_v4d.data needs TensorFlow and the Model Garden: imported on first use only, so the
-    # layers and models stay light on the JAX and PyTorch backends.
-    if name in ("data",):
-        import importlib
-
+    if name in _LAZY_MODULES:
         return importlib.import_module(f"keras_v4d.{name}")
     raise AttributeError(f"module 'keras_v4d' has no attribute {name!r}")
 
 
 __all__ = [
     "F4DResNet18", "F4DResNet50", "I3DSlowResNet18", "I3DSlowResNet50", "TSNResNet18",
-    "TSNResNet50", "V4DResNet18", "V4DResNet50", "count_flops", "layers", "models",
+    "TSNResNet50", "V4DResNet18", "V4DResNet50", "count_flops", "layers", "models", "preprocess_input",
 ]

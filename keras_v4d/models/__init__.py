@@ -5,6 +5,7 @@ Each builder has the ``keras.applications`` signature plus family keywords and t
 ``input_shape``, ``num_units`` or ``frames_per_unit``, so a model trained on 4 units runs on 10.
 """
 
+from keras_v4d.models.preprocessing import preprocess_input
 from keras_v4d.models.resnet3d import build_resnet3d
 
 _COMMON_ARGS = """
@@ -104,4 +105,4 @@ for _builder, (_summary, _has_4d) in _DOCS.items():
 
 BUILDERS = {b.__name__: b for b in _DOCS}
 
-__all__ = list(BUILDERS) + ["BUILDERS", "build_resnet3d"]
+__all__ = list(BUILDERS) + ["BUILDERS", "build_resnet3d", "preprocess_input"]
