@@ -2,8 +2,15 @@
 and multi-crop testing, with top-1 / top-5 / mean-class accuracy.
 
 ``evaluate(model, "val.txt", train_units=4, output="runs/v4d/eval")`` writes ``metrics.json``,
-``per_class.csv`` (accuracy of every class) and ``predictions.csv`` under ``output``; the
-command-line tool is ``python -m keras_v4d.cli.evaluate``.
+``per_class.csv`` (accuracy of every class), ``predictions.csv``, ``unreadable.csv`` (the videos
+that could not be read, with the reason) and ``repaired.csv`` under ``output``; the command-line tool is
+``python -m keras_v4d.cli.evaluate``.
+
+Damaged data does not stop an evaluation: every readable video is evaluated (a video that decodes
+only partly is sampled over the frames that decoded and counted as *repaired*), the unreadable
+ones are listed, and the metrics say over how many videos they were computed
+(``videos_evaluated``, ``videos_unreadable``, ``videos_repaired``). ``strict=True`` stops at the
+first unreadable video instead, with a ``BadVideoError`` naming it.
 """
 
 import csv
@@ -11,10 +18,14 @@ import json
 import math
 import os
 
+import logging
+
 import numpy as np
 from keras import ops
 
 from keras_v4d.inference import VideoLevelPredictor, video_level_predict
+
+logger = logging.getLogger("keras_v4d.evaluate")
 
 
 def per_class_rows(labels, predictions, num_classes, class_names):
@@ -72,8 +83,29 @@ def accuracy_metrics(y_true, scores, num_classes, class_names=None):
     return metrics, rows
 
 
-def write_report(output, metrics, rows, ids, y_true, scores):
-    """Writes ``metrics.json``, ``per_class.csv`` and ``predictions.csv`` under ``output``."""
+def bad_video_message(error):
+    """The message of a ``BadVideoError`` raised inside a ``tf.data`` pipeline (TensorFlow wraps it in
+    an ``OpError`` followed by a node trace), or ``None`` when ``error`` is not one."""
+    text = str(error)
+    if "BadVideoError" not in text and type(error).__name__ != "BadVideoError":
+        return None
+    message = text.split("BadVideoError: ")[-1].strip()
+    return message.split("\n")[0].split(" [[{{node")[0].strip() or text
+
+
+def skip_log_lists(skip_log):
+    """``(unreadable, repaired)``: lists of ``(video, reason)`` from a pipeline's ``SkipLog``."""
+    unreadable = [(str(entry[0]), str(entry[1])) for entry in skip_log.entries]
+    repaired = getattr(skip_log, "repaired", None)
+    repaired = [(str(e[0]), str(e[1])) if isinstance(e, (list, tuple)) else (str(e), "")
+                for e in repaired] if isinstance(repaired, (list, tuple)) else []
+    return unreadable, repaired
+
+
+def write_report(output, metrics, rows, ids, y_true, scores, unreadable=(), repaired=()):
+    """Writes ``metrics.json``, ``per_class.csv``, ``predictions.csv``, ``unreadable.csv`` (``video,
+    reason`` per video that could not be read; only the header when all were read) and ``repaired.csv``
+    (``video, reason`` per video evaluated on the frames that decoded) under ``output``."""
     os.makedirs(output, exist_ok=True)
     predicted = scores.argmax(-1)
     with open(os.path.join(output, "metrics.json"), "w") as handle:
@@ -86,11 +118,23 @@ def write_report(output, metrics, rows, ids, y_true, scores):
         writer = csv.writer(handle)
         writer.writerow(["video", "label", "predicted", "score"])
         writer.writerows([(i, int(t), int(p), f"{s[p]:.4f}") for i, t, p, s in zip(ids, y_true, predicted, scores)])
+    with open(os.path.join(output, "unreadable.csv"), "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["video", "reason"])
+        writer.writerows(unreadable)
+    with open(os.path.join(output, "repaired.csv"), "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["video", "reason"])
+        writer.writerows(repaired)
 
 
 def evaluate(model, data, *, train_units, sampling, mode="combinations", batch_size=2, class_names=None,
-             output=None, progress=True, metadata=None):
+             output=None, progress=True, metadata=None, strict=False):
     """Video-level evaluation of ``model`` on the test source ``data``.
+
+    Every readable video is evaluated; a video that cannot be read is left out of the metrics,
+    logged, listed in ``unreadable.csv`` and counted in ``videos_unreadable`` (``strict=True`` stops
+    at the first one instead).
 
     Args:
         model: a model of this package.
@@ -100,27 +144,48 @@ def evaluate(model, data, *, train_units, sampling, mode="combinations", batch_s
             ``crop_size``, ``short_side``, ``num_crops``), e.g. from ``settings.inference_settings``.
         mode: ``"combinations"`` (Algorithm 1) or ``"all_units"``.
         class_names: the model's class names (checked against the source's when both are known).
-        output: folder for ``metrics.json``, ``per_class.csv`` and ``predictions.csv`` (optional).
+        output: folder for ``metrics.json``, ``per_class.csv``, ``predictions.csv``,
+            ``unreadable.csv`` and ``repaired.csv`` (optional).
         metadata: extra entries for ``metrics.json`` (e.g. the checkpoint's path).
+        strict: raise ``BadVideoError`` at the first video that cannot be read.
     Returns:
-        The metrics dict (``videos``, ``top1``, ``top5``, ``mean_class_accuracy`` and the settings).
+        The metrics dict as written to ``metrics.json`` (``videos_evaluated`` (= ``videos``),
+        ``videos_unreadable``, ``videos_repaired``, ``top1``, ``top5``, ``mean_class_accuracy`` — over
+        the evaluated videos — and the settings), plus ``unreadable`` and ``repaired``: lists of
+        ``(video, reason)``, which are not in ``metrics.json``.
     Raises:
-        ValueError when the source does not fit the model; ``BadVideoError`` naming the first video
-        that cannot be read.
+        ValueError when the source does not fit the model; with ``strict``, ``BadVideoError`` naming
+        the first video that cannot be read.
     """
-    from keras_v4d.data import resolve_source, video_dataset
+    import tensorflow as tf
+
+    from keras_v4d.data import BadVideoError, resolve_source, video_dataset
 
     num_classes = model.outputs[0].shape[-1]
     source = resolve_source(data, class_names=class_names)
     _check_source(source, num_classes, class_names, data)
     class_names = class_names or source.class_names
-    dataset = video_dataset(source, training=False, batch_size=batch_size, num_classes=num_classes, **sampling)
+    dataset = video_dataset(source, training=False, batch_size=batch_size, num_classes=num_classes, strict=strict,
+                            **sampling)
     labels = getattr(source, "labels", None)
     total = math.ceil(len(labels) / batch_size) if labels else None
-    y_true, scores, ids = video_level_scores(model, dataset, train_units, mode, progress, total)
+    try:
+        y_true, scores, ids = video_level_scores(model, dataset, train_units, mode, progress, total)
+    except (tf.errors.OpError, ValueError) as error:
+        message = bad_video_message(error)
+        if message is None or isinstance(error, BadVideoError):
+            raise
+        raise BadVideoError(message) from None
+    unreadable, repaired = skip_log_lists(dataset.skip_log)
+    counts = dataset.skip_log.counts() if hasattr(dataset.skip_log, "counts") else {}
     metrics, rows = accuracy_metrics(y_true, scores, num_classes, class_names)
+    metrics.update(videos_evaluated=len(ids), videos_unreadable=len(unreadable),
+                   videos_repaired=int(counts.get("repaired", len(repaired))))
     metrics.update(data=os.fspath(data) if isinstance(data, (str, os.PathLike)) else str(data), mode=mode,
                    train_units=train_units, **sampling, **(metadata or {}))
+    if unreadable:
+        logger.warning("%d video(s) could not be read and were not evaluated; the metrics are over the %d "
+                       "readable ones", len(unreadable), len(ids))
     if output is not None:
-        write_report(output, metrics, rows, ids, y_true, scores)
-    return metrics
+        write_report(output, metrics, rows, ids, y_true, scores, unreadable, repaired)
+    return {**metrics, "unreadable": unreadable, "repaired": repaired}

@@ -6,10 +6,12 @@ import os
 import subprocess
 import sys
 
+import av
 import numpy as np
 import pytest
+import tensorflow as tf
 
-from keras_v4d.data import load_video_views, write_video
+from keras_v4d.data import eval_transform, load_video_views, segment_indices, write_video
 from keras_v4d.inference import video_level_predict
 from keras_v4d.models import build_resnet3d
 
@@ -65,6 +67,112 @@ def test_evaluate_writes_video_level_metrics_and_per_class_accuracy(trained, tmp
         predicted = {r["video"]: (int(r["predicted"]), float(r["score"])) for r in csv.DictReader(handle)}
     for (path, name), row in zip(videos, scores):
         assert predicted[f"{name}/{path.name}"] == (row.argmax(), pytest.approx(row.max(), abs=1e-4))
+
+
+def _top_level_boxes(path):
+    """The MP4 top-level box types in file order (read independently of any video library)."""
+    data, boxes, at = path.read_bytes(), [], 0
+    while at + 8 <= len(data):
+        size = int.from_bytes(data[at:at + 4], "big")
+        boxes.append(data[at + 4:at + 8].decode("latin-1"))
+        if size < 8:
+            break
+        at += size
+    return boxes
+
+
+def write_cut_faststart_mp4(path, frames, keep=0.7):
+    """An H.264 mp4 with its index (moov) at the front, then cut to ``keep`` of its bytes: the header
+    still claims every frame, only the first part of them decodes (a download that stopped)."""
+    with av.open(str(path), "w", options={"movflags": "faststart"}) as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        stream.options = {"crf": "18", "preset": "veryfast"}
+        for frame in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
+    boxes = _top_level_boxes(path)
+    assert boxes.index("moov") < boxes.index("mdat"), boxes  # faststart: the index survives the cut
+    data = path.read_bytes()
+    path.write_bytes(data[:int(keep * len(data))])
+
+
+def _decodable_frames(path):
+    """Every frame PyAV can decode before the data ends (errors at the cut end the loop)."""
+    frames = []
+    with av.open(str(path)) as container:
+        claimed = container.streams.video[0].frames
+        try:
+            for frame in container.decode(video=0):
+                frames.append(frame.to_ndarray(format="rgb24"))
+        except av.FFmpegError:
+            pass
+    return np.stack(frames), claimed
+
+
+@pytest.fixture(scope="module")
+def damaged_list(trained):
+    """An annotation list of ten: eight good videos, a faststart mp4 cut at 70 % and a garbage file."""
+    root = trained[2].parent / "damaged"
+    root.mkdir()
+    rng = np.random.default_rng(1)
+    entries = []
+    for i in range(8):
+        write_video(str(root / f"good{i}.mp4"), rng.integers(0, 255, (20, 40, 48, 3), dtype=np.uint8))
+        entries.append((f"good{i}.mp4", i % 2))
+    write_cut_faststart_mp4(root / "cut.mp4", rng.integers(0, 255, (40, 40, 48, 3), dtype=np.uint8))
+    (root / "garbage.mp4").write_bytes(rng.integers(0, 255, 5000, dtype=np.uint8).tobytes())
+    entries.insert(3, ("cut.mp4", 1))
+    entries.insert(7, ("garbage.mp4", 0))
+    (root / "list.txt").write_text("".join(f"{name} {label}\n" for name, label in entries))
+    return root, entries
+
+
+def test_evaluate_goes_on_past_damaged_videos_and_lists_the_unreadable(trained, damaged_list, tmp_path):
+    model, checkpoint, _, _ = trained
+    root, entries = damaged_list
+    result = _tool("evaluate", f"--checkpoint={checkpoint}", f"--data={root / 'list.txt'}", f"--output={tmp_path}",
+                   "--batch_size=3", "--noprogress", *SAMPLING)
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "1 video(s) could not be read" in result.stderr and "unreadable.csv" in result.stderr
+    with open(tmp_path / "unreadable.csv") as handle:
+        unreadable = list(csv.DictReader(handle))
+    assert [row["video"] for row in unreadable] == ["garbage.mp4"] and unreadable[0]["reason"]
+    # Independent truth: good files loaded one by one; the cut file decoded here with PyAV up to where
+    # it breaks (fewer frames than its header claims) and sampled over the frames that did decode.
+    decoded, claimed = _decodable_frames(root / "cut.mp4")
+    assert 0 < len(decoded) < claimed == 40
+    indices = segment_indices(len(decoded), 4, 2, 2, training=False).numpy().reshape(-1)
+    cut_views = tf.reshape(eval_transform(tf.constant(decoded[indices]), 32, 32, 3), (3, 4, 2, 32, 32, 3))
+    expected = {}
+    for name, label in entries:
+        if name == "garbage.mp4":
+            continue
+        views = cut_views if name == "cut.mp4" else load_video_views(str(root / name), **VIEW_ARGS)
+        expected[name] = (label, np.asarray(video_level_predict(model, views[None], 2))[0])
+    with open(tmp_path / "predictions.csv") as handle:
+        predicted = {r["video"]: (int(r["predicted"]), float(r["score"])) for r in csv.DictReader(handle)}
+    assert sorted(predicted) == sorted(expected)  # nine predictions, the cut one included
+    for name, (_, row) in expected.items():
+        assert predicted[name] == (row.argmax(), pytest.approx(row.max(), abs=1e-4)), name
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    labels = np.array([label for label, _ in expected.values()])
+    scores = np.stack([row for _, row in expected.values()])
+    assert (metrics["videos_evaluated"], metrics["videos_unreadable"], metrics["videos_repaired"]) == (9, 1, 1)
+    assert metrics["videos"] == 9 and metrics["top1"] == pytest.approx(100 * np.mean(scores.argmax(-1) == labels))
+    with open(tmp_path / "repaired.csv") as handle:
+        assert [row["video"] for row in csv.DictReader(handle)] == ["cut.mp4"]
+
+
+def test_evaluate_strict_stops_at_the_first_unreadable_video(trained, damaged_list, tmp_path):
+    _, checkpoint, _, _ = trained
+    root, _ = damaged_list
+    result = _tool("evaluate", f"--checkpoint={checkpoint}", f"--data={root / 'list.txt'}", f"--output={tmp_path}",
+                   "--batch_size=3", "--noprogress", "--strict", *SAMPLING)
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: --data:") and str(root / "garbage.mp4") in last, result.stderr[-2000:]
+    assert not (tmp_path / "metrics.json").exists()
 
 
 def test_evaluate_rejects_a_missing_checkpoint_and_a_class_mismatch(trained, tmp_path):
