@@ -1,24 +1,29 @@
 """Video-level inference (V4D Algorithm 1) and multi-view averaging.
 
-Algorithm 1 splits the network at its first 4D block into N3D (before it) and N4D (from it on).
-Nothing in N3D mixes units, so N3D runs **once** on all ``U_infer`` units; the feature maps are
-divided into ``train_units`` sections, every combination of one unit per section goes through
-N4D, and the softmax scores are averaged. (The official code re-runs the whole network for
-every combination.) A model without 4D blocks is split before its head, which makes the same
-procedure the usual clip/segment score averaging.
+Algorithm 1 divides ``U_infer`` units into ``train_units`` sections, runs the network on every
+combination of one unit per section and averages the softmax scores. The official code re-runs
+the whole network per combination (36 times for 10 → 4). Here the model's parts
+(``VideoModel.parts()``) make it cheaper and still exact:
+
+- the 3D part before the first 4D block mixes no units: it runs **once** per unit;
+- a 4D block's output at position ``j`` of a combination depends only on the window of inputs
+  ``j - r … j + r`` (``r`` = the block's ``unit_radius``; nothing beyond the combination's ends),
+  and the 3D layers after it work per unit. So each block and its 3D tail run once per
+  **distinct window** (memoised), not once per combination and position;
+- only the head (pooling and the classifier) runs per combination.
+
+A model without 4D blocks has no block levels, which makes the same procedure the usual
+clip/segment score averaging.
 """
 
 import itertools
 
-import keras
 import numpy as np
 from keras import ops
 
-from keras_v4d.layers import F4DBlock, Residual4D, UnfoldUnits
-from keras_v4d.layers.units import unfold_units
+from keras_v4d.models.video_model import VideoModel
 
 MODES = ("combinations", "all_units")
-BLOCKS_4D = (Residual4D, F4DBlock)
 
 
 def unit_sections(num_units, num_sections):
@@ -35,99 +40,100 @@ def unit_combinations(num_units, train_units):
     return np.array(list(itertools.product(*unit_sections(num_units, train_units))), dtype=np.int64)
 
 
-def _nodes_in_order(model):
-    return [node for depth in sorted(model._nodes_by_depth, reverse=True) for node in model._nodes_by_depth[depth]]
+def video_parts(model):
+    """``model.parts()`` with a head, or a ``ValueError`` saying why Algorithm 1 cannot run."""
+    if not isinstance(model, VideoModel):
+        raise ValueError(f"model '{model.name}' is a {type(model).__name__}, not a keras_v4d VideoModel; build it "
+                         "with a keras_v4d builder or load it with keras.models.load_model")
+    parts = model.parts()
+    if parts.head is None:
+        raise ValueError(f"model '{model.name}' has no head (include_top=False, pooling=None): video-level "
+                         "inference needs class scores; build it with include_top=True or pooling='avg'/'max'.")
+    return parts
 
 
-def split_point(model):
-    """The folded tensor ``(B·U, T, h, w, C)`` entering the first 4D block (or the head)."""
-    nodes = _nodes_in_order(model)
-    for node in nodes:
-        if isinstance(node.operation, BLOCKS_4D):
-            unfold = node.input_tensors[0]._keras_history.operation
-            return unfold._inbound_nodes[0].input_tensors[0]
-    for node in nodes:
-        if node.operation.name == "pool_thw":
-            return node.input_tensors[0]
-    raise ValueError(f"model '{model.name}' has neither a 4D block nor a 'pool_thw' head to split at; "
-                     "build it with include_top=True or pooling='avg'/'max'.")
+def outputs_probabilities(model):
+    """Whether ``model`` ends in a softmax (otherwise its scores are logits or features)."""
+    config = model.get_config() if isinstance(model, VideoModel) else {}
+    return bool(config.get("include_top")) and config.get("classifier_activation") == "softmax"
 
 
-class _UnfoldKnownUnits(keras.layers.Layer):
-    """``UnfoldUnits`` with a fixed number of units (N4D has no video input to read U from)."""
+def _windows(keys, radius):
+    """Per (combination, position) the ids of positions ``j-r … j+r`` (-1 beyond the ends):
+    ``(n, K, 2r+1)``."""
+    padded = np.pad(keys, ((0, 0), (radius, radius)), constant_values=-1)
+    return np.stack([padded[:, j:j + 2 * radius + 1] for j in range(keys.shape[1])], axis=1)
 
-    def __init__(self, num_units, **kwargs):
-        super().__init__(**kwargs)
-        self.num_units = num_units
 
-    def call(self, inputs):
-        return unfold_units(inputs, self.num_units)
-
-    def compute_output_shape(self, input_shape):
-        batch = None if input_shape[0] is None else input_shape[0] // self.num_units
-        return (batch, self.num_units) + tuple(input_shape[1:])
+def _numpy(x):
+    return ops.convert_to_numpy(x)
 
 
 class VideoLevelPredictor:
-    """Runs Algorithm 1 for one model: ``predictor(videos, train_units)`` → ``(B, classes)``."""
+    """Runs Algorithm 1 for one model: ``predictor(videos, train_units)`` → ``(B, classes)``.
 
-    def __init__(self, model):
+    Args:
+        model: a ``VideoModel`` with a head.
+        max_units: most unit feature maps sent through a part in one call (bounds memory).
+    """
+
+    def __init__(self, model, max_units=64):
         self.model = model
-        self.split = split_point(model)
-        self.n3d = keras.Model(model.inputs[0], self.split, name=f"{model.name}_n3d")
-        split_id = id(self.split)
-        nodes = _nodes_in_order(model)
-        # N4D: the nodes downstream of the split, in topological order.
-        downstream, self.n4d_nodes = {split_id}, []
-        for node in nodes:
-            if any(id(t) in downstream for t in node.input_tensors):
-                self.n4d_nodes.append(node)
-                downstream.update(id(t) for t in node.outputs)
-        output = model.outputs[0]
-        self.output_id = id(output)
-        activation = getattr(output._keras_history.operation, "activation", None)
-        self.outputs_probabilities = getattr(activation, "__name__", "") == "softmax"
-        self._n4d_models = {}
+        self.parts = video_parts(model)
+        self.outputs_probabilities = outputs_probabilities(model)
+        self.max_units = max_units
+        self.last_counts = None  # per level: distinct windows run (set by each call)
 
-    def n4d(self, num_units):
-        """N4D as a Keras model for ``num_units`` units: ``(N·num_units, T, h, w, C)`` → ``(N, classes)``.
+    def _in_chunks(self, fn, x):
+        """``fn`` over the leading axis of ``x`` in chunks of ``max_units`` unit maps."""
+        per_item = x.shape[1] if x.ndim == 6 else 1  # units per item of a 6-D batch
+        step = max(1, self.max_units // per_item)
+        return np.concatenate([_numpy(fn(x[i:i + step])) for i in range(0, len(x), step)])
 
-        Built by replaying the downstream nodes on a new input, so it shares the model's weights
-        and runs compiled (``predict_on_batch``) instead of layer by layer.
-        """
-        if num_units not in self._n4d_models:
-            features = keras.Input(batch_shape=(None,) + tuple(self.split.shape[1:]), name="n3d_features")
-            self._n4d_models[num_units] = keras.Model(features, self.run_n4d(features, num_units),
-                                                      name=f"{self.model.name}_n4d_u{num_units}")
-        return self._n4d_models[num_units]
+    def _block_level(self, block, tail, table, keys, frames):
+        """Runs ``block`` + ``tail`` once per distinct window; returns the new table and keys."""
+        radius = block.unit_radius(frames)
+        windows = _windows(keys, radius)
+        n, k = keys.shape
+        unique, inverse = np.unique(windows.reshape(n * k, -1), axis=0, return_inverse=True)
+        batch = table.shape[0]
+        outputs = None
+        valid = unique >= 0
+        left, right = np.argmax(valid, axis=1), np.argmax(valid[:, ::-1], axis=1)
+        for lo, hi in sorted(set(zip(left.tolist(), right.tolist()))):
+            rows = np.flatnonzero((left == lo) & (right == hi))
+            ids = unique[rows][:, lo:unique.shape[1] - hi]  # (m, w) valid window ids
+            x = table[:, ids]  # (B, m, w, T, h, w, C)
+            x = x.reshape((-1,) + x.shape[2:])  # (B·m, w, ...)
 
-    def run_n4d(self, features, num_units):
-        """features ``(N·num_units, T, h, w, C)`` → class scores ``(N, classes)``."""
-        values = {id(self.split): features}
-        for node in self.n4d_nodes:
-            if isinstance(node.operation, UnfoldUnits):
-                outputs = _UnfoldKnownUnits(num_units)(values[id(node.input_tensors[0])])
-            else:
-                args, kwargs = node.arguments.fill_in(values)
-                outputs = node.operation(*args, **{**kwargs, "training": False})
-            values[id(node.outputs[0])] = outputs
-        scores = values[self.output_id]
-        return scores if self.outputs_probabilities else ops.softmax(scores, axis=-1)
+            def block_and_tail(window, centre=radius - lo):
+                y = block(window, training=False)[:, centre:centre + 1]  # (N, 1, T, h, w, C)
+                return tail(y, training=False)
 
-    def __call__(self, videos, train_units, max_combinations_per_batch=16):
-        batch, num_units = videos.shape[0], videos.shape[1]
-        combinations = unit_combinations(num_units, train_units)
-        features = self.n3d.predict_on_batch(videos)  # N3D once: (B·U_infer, T, h, w, C)
-        features = ops.reshape(features, (batch, num_units) + tuple(features.shape[1:]))
-        total = 0.0
-        for start in range(0, len(combinations), max_combinations_per_batch):
-            chosen = combinations[start:start + max_combinations_per_batch]  # (n, train_units)
-            selected = ops.take(features, ops.convert_to_tensor(chosen.reshape(-1)), axis=1)
-            folded = ops.reshape(selected, (-1, train_units) + tuple(features.shape[2:]))
-            folded = ops.reshape(folded, (-1,) + tuple(features.shape[2:]))  # (B·n·train_units, ...)
-            scores = self.n4d(train_units).predict_on_batch(folded)  # (B·n, classes)
-            total = total + ops.sum(ops.reshape(scores, (batch, len(chosen), -1)), axis=1)
-        return total / len(combinations)
+            y = self._in_chunks(block_and_tail, x)[:, 0]
+            y = y.reshape((batch, len(rows)) + y.shape[1:])
+            if outputs is None:
+                outputs = np.empty((batch, len(unique)) + y.shape[2:], y.dtype)
+            outputs[:, rows] = y
+        return outputs, np.asarray(inverse).reshape(n, k), len(unique)
+
+    def __call__(self, videos, train_units):
+        videos = _numpy(videos).astype("float32")
+        batch, num_units = videos.shape[:2]
+        combinations = unit_combinations(num_units, train_units)  # (n, K)
+        table = self._in_chunks(lambda v: self.parts.n3d(v, training=False), videos)  # (B, U_infer, T, h, w, C)
+        frames = table.shape[2]
+        keys, counts = combinations, [num_units]
+        for block, tail in zip(self.parts.blocks4d, self.parts.tails):
+            table, keys, count = self._block_level(block, tail, table, keys, frames)
+            counts.append(count)
+        self.last_counts = counts
+        selected = table[:, keys]  # (B, n, K, T, h, w, C)
+        selected = selected.reshape((-1,) + selected.shape[2:])  # (B·n, K, ...)
+        scores = self._in_chunks(lambda x: self.parts.head(x, training=False), selected)
+        if not self.outputs_probabilities:
+            scores = _numpy(ops.softmax(scores, axis=-1))
+        return scores.reshape(batch, len(combinations), -1).mean(axis=1)
 
 
 def video_level_predict(model, videos, train_units, mode="combinations", predictor=None):
@@ -152,9 +158,9 @@ def video_level_predict(model, videos, train_units, mode="combinations", predict
         videos = ops.reshape(videos, (-1,) + tuple(videos.shape[2:]))
     if mode == "all_units":
         scores = model(videos, training=False)
-        predictor = predictor or VideoLevelPredictor(model)
-        if not predictor.outputs_probabilities:
+        if not outputs_probabilities(model):
             scores = ops.softmax(scores, axis=-1)
+        scores = _numpy(scores)
     else:
         scores = (predictor or VideoLevelPredictor(model))(videos, train_units)
-    return ops.mean(ops.reshape(scores, (-1, views, scores.shape[-1])), axis=1)
+    return ops.convert_to_tensor(np.mean(scores.reshape(-1, views, scores.shape[-1]), axis=1))

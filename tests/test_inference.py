@@ -49,6 +49,20 @@ def test_combinations_equal_naive_rerun(units):
     np.testing.assert_allclose(ours.sum(-1), 1.0, atol=1e-5)
 
 
+@pytest.mark.parametrize("units", [4, 7, 10])
+@pytest.mark.parametrize("builder", [
+    lambda: keras_v4d.V4DResNet50(classes=3),
+    lambda: keras_v4d.V4DResNet50(classes=3, block4d_placement="paper"),
+    lambda: keras_v4d.F4DResNet18(classes=3),
+], ids=["v4d_r50_code", "v4d_r50_paper", "f4d_r18"])
+def test_memoised_algorithm_equals_naive_rerun(builder, units):
+    """Memoising every 4D block per distinct window of units is exact (V4D Algorithm 1)."""
+    model = _trained_like(builder())
+    videos = np.random.rand(1, units, 2, 32, 32, 3).astype("float32")  # T=2: F4D's attention reaches 2 units
+    np.testing.assert_allclose(_np(video_level_predict(model, videos, train_units=4)),
+                               naive_combinations(model, videos, 4), atol=1e-5)
+
+
 def test_f4d_logit_model_with_views():
     model = _trained_like(keras_v4d.F4DResNet18(classes=3, classifier_activation=None))
     videos = np.random.rand(1, 3, 5, 2, 32, 32, 3).astype("float32")  # 3 views of 5 units
@@ -81,5 +95,5 @@ def test_bad_arguments():
         video_level_predict(model, np.zeros((1, 4, 2, 32, 32, 3)), 4, mode="mean")
     with pytest.raises(ValueError, match=r"`videos` must be .*\(1, 4, 32, 32, 3\)"):
         video_level_predict(model, np.zeros((1, 4, 32, 32, 3)), 4)
-    with pytest.raises(ValueError, match="neither a 4D block nor"):
+    with pytest.raises(ValueError, match="has no head"):
         VideoLevelPredictor(keras_v4d.TSNResNet18(include_top=False))

@@ -2,6 +2,9 @@
 
     python -m keras_v4d.cli.convert_weights CHECKPOINT.pth.tar OUT.weights.h5 --arch v4d_resnet50
 
+The checkpoint's module structure is read and checked against ``--arch`` (residual blocks per
+stage, the 4D module after each residual block, every tensor's shape, no unused key); on a
+mismatch the tool prints the key or block at fault, writes nothing and exits with code 2.
 Needs the ``torch`` extra (``pip install -e ".[torch]"``).
 """
 
@@ -10,7 +13,8 @@ from absl import flags
 from keras_v4d.cli.common import CommandError, run
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("arch", "v4d_resnet50", "Architecture: v4d_resnet50, v4d_resnet18, i3d_slow_resnet50, ...")
+flags.DEFINE_string("arch", "v4d_resnet50", "Architecture: v4d_resnet50, v4d_resnet18, i3d_slow_resnet50, "
+                    "tsn_resnet18, ... (the builders' default model names).")
 flags.DEFINE_integer("classes", None, "Number of classes (default: from the checkpoint's classifier).")
 
 

@@ -51,6 +51,11 @@ class TemporalAttention(keras.layers.Layer):
     def count_macs(self, input_shape):
         return len(self.convs) * math.prod(input_shape[:3]) * self.kernel_size
 
+    def unit_radius(self, frames_per_unit):
+        """Units on each side that one unit's map depends on: the 1-D convs reach
+        ``max(dilation)·(kernel // 2)`` frames of the unit-major ``U·T`` sequence."""
+        return math.ceil(max(self.dilations) * (self.kernel_size // 2) / frames_per_unit)
+
     def get_config(self):
         config = super().get_config()
         config.update(kernel_size=self.kernel_size, dilations=self.dilations)

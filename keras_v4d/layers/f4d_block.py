@@ -77,6 +77,14 @@ class F4DBlock(keras.layers.Layer):
                 total += module.count_macs(folded)
         return total
 
+    def unit_radius(self, frames_per_unit):
+        """Units on each side one output unit depends on: the factorised conv's ``k_u // 2`` plus
+        the temporal attention's reach along the ``U·T`` sequence (CA and STA work per unit)."""
+        radius = self.kernel_size[0] // 2
+        if self.temporal_attention is not None:
+            radius += self.temporal_attention.unit_radius(frames_per_unit)
+        return radius
+
     def get_config(self):
         config = super().get_config()
         config.update(

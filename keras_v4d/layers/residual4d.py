@@ -62,6 +62,11 @@ class Residual4D(keras.layers.Layer):
     def count_macs(self, input_shape):
         return self.conv.count_macs(input_shape)
 
+    def unit_radius(self, frames_per_unit):
+        """How many neighbouring units on each side one output unit depends on (``k_u // 2``)."""
+        del frames_per_unit
+        return self.kernel_size[0] // 2
+
     def get_config(self):
         config = super().get_config()
         config.update(

@@ -9,18 +9,15 @@ import numpy as np
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-_LAYER = []
 
 
 def _imagenet_normalization():
     # keras.layers.Normalization runs in the active backend when called eagerly and in TensorFlow
     # inside a tf.data map, whatever the backend: one definition serves the model and the pipeline.
-    if not _LAYER:
-        mean = np.array(IMAGENET_MEAN, "float64") * 255.0
-        variance = (np.array(IMAGENET_STD, "float64") * 255.0) ** 2
-        _LAYER.append(keras.layers.Normalization(mean=mean, variance=variance, dtype="float32",
-                                                 name="imagenet_normalization"))
-    return _LAYER[0]
+    # A new layer per call: a shared one would keep constants of the first graph that traced it.
+    mean = np.array(IMAGENET_MEAN, "float64") * 255.0
+    variance = (np.array(IMAGENET_STD, "float64") * 255.0) ** 2
+    return keras.layers.Normalization(mean=mean, variance=variance, dtype="float32", name="imagenet_normalization")
 
 
 def preprocess_input(x):

@@ -9,6 +9,9 @@ import keras
 from keras_v4d.layers import F4DBlock, FoldUnits, Residual4D, SpatialMaxPooling, UnfoldUnits
 from keras_v4d.layers._checks import normalize_tuple
 from keras_v4d.layers.normalization import batch_norm
+from keras_v4d.models.loading import load_model_weights
+from keras_v4d.models.presets import resolve_weights
+from keras_v4d.models.video_model import VideoModel
 
 STAGES = ("res2", "res3", "res4", "res5")
 STAGE_FILTERS = (64, 128, 256, 512)
@@ -160,6 +163,7 @@ def build_resnet3d(
     attention=("temporal", "channel", "spatiotemporal"),
     width=1.0,
     stride_in_1x1=False,
+    batch_size=None,
     name=None,
 ):
     """Builds an I3D-Slow ResNet, optionally with 4D blocks (``block4d`` = ``"v4d"``/``"f4d"``).
@@ -168,9 +172,12 @@ def build_resnet3d(
     otherwise ``(batch, C)`` with ``pooling`` ``"avg"``/``"max"`` (over U, T, H, W), or the
     feature map ``(batch, U, T, H/32, W/32, C)`` with ``pooling=None``. ``width`` scales every
     layer's channels (1.0 = the papers' networks; the demo trains at 0.25 to fit 2 CPU cores).
-    """
-    from keras_v4d.weights import load_model_weights, resolve_weights  # avoid an import cycle
+    ``batch_size`` fixes the batch axis of the input (``None``: any).
 
+    The network is composed of the parts Algorithm 1 needs (``VideoModel.parts()``): the 3D part
+    before the first 4D block, each 4D block with the 3D layers up to the next one, and the head.
+    ``weights``: ``None``, a registered tag or a ``.weights.h5`` path.
+    """
     if depth not in ARCHITECTURES:
         raise ValueError(f"`depth` must be one of {sorted(ARCHITECTURES)}, got {depth!r}.")
     if block4d not in (None, "v4d", "f4d"):
@@ -188,7 +195,8 @@ def build_resnet3d(
     kernel_size = normalize_tuple(kernel_size, 4, "kernel_size", name, odd=True)
 
     if input_tensor is None:
-        video = keras.Input(shape=_check_input_shape(input_shape, num_units, frames_per_unit), name="video")
+        video = keras.Input(shape=_check_input_shape(input_shape, num_units, frames_per_unit),
+                            batch_size=batch_size, name="video")
     else:
         if len(input_tensor.shape) != 6 or input_tensor.shape[-1] != 3:
             raise ValueError(
@@ -201,6 +209,9 @@ def build_resnet3d(
     else:
         def block_fn(*args):
             return bottleneck_block(*args, stride_in_1x1=stride_in_1x1)
+    # Parts (SPEC §7): the 3D layers work on folded units; each boundary is an unfolded 6-D tensor.
+    # Every UnfoldUnits reads U from its own part's 6-D input, so each part is a one-input model.
+    boundaries, reference = [video], video
     x = FoldUnits(name="fold_units")(video)
     x = stem(x, _scaled(64, width))
     for stage, filters, stride, repeats, temporal_kernel in zip(
@@ -209,34 +220,54 @@ def build_resnet3d(
         for index in range(repeats):
             x = block_fn(x, filters, stride if index == 0 else 1, temporal_kernel, f"{stage}_block{index}")
             if index in placement.get(stage, ()):
-                x = _block4d(x, video, block4d, f"{stage}_{block4d}{index}", kernel_size=kernel_size,
-                             norm=norm, dropout_rate=block4d_dropout_rate, attention=attention)
+                block_name = f"{stage}_{block4d}{index}"
+                features = UnfoldUnits(name=f"{block_name}_unfold")([x, reference])
+                reference = _block4d(features, block4d, block_name, kernel_size=kernel_size, norm=norm,
+                                     dropout_rate=block4d_dropout_rate, attention=attention)
+                boundaries += [features, reference]
+                x = FoldUnits(name=f"{block_name}_fold")(reference)
+    features = UnfoldUnits(name="features_unfold")([x, reference])  # (B, U, T, h, w, C)
+    boundaries.append(features)
 
+    x = features
     if include_top or pooling is not None:
         pool3d, pool1d = ((keras.layers.GlobalMaxPooling3D, keras.layers.GlobalMaxPooling1D)
                           if pooling == "max" and not include_top else
                           (keras.layers.GlobalAveragePooling3D, keras.layers.GlobalAveragePooling1D))
+        x = FoldUnits(name="head_fold")(features)
         x = pool3d(name="pool_thw")(x)  # (B·U, C)
-        x = UnfoldUnits(name="unfold_units")([x, video])  # (B, U, C)
+        x = UnfoldUnits(name="unfold_units")([x, features])  # (B, U, C)
         x = pool1d(name="pool_units")(x)  # averaging over units before the linear layer == TSN's score averaging
         if include_top:
             x = keras.layers.Dropout(dropout_rate, name="head_dropout")(x)
             x = keras.layers.Dense(classes, activation=classifier_activation, name="predictions")(x)
-    else:
-        x = UnfoldUnits(name="unfold_units")([x, video])
 
     inputs = keras.utils.get_source_inputs(video) if input_tensor is not None else video
-    model = keras.Model(inputs, x, name=name)
+    config = dict(depth=depth, block4d=block4d, include_top=include_top,
+                  input_shape=tuple(video.shape[1:]), pooling=pooling, classes=classes,
+                  classifier_activation=keras.activations.serialize(keras.activations.get(classifier_activation)),
+                  block4d_placement={k: list(v) for k, v in placement.items()} if block4d else block4d_placement,
+                  kernel_size=list(kernel_size), norm=norm, dropout_rate=dropout_rate,
+                  block4d_dropout_rate=block4d_dropout_rate, attention=list(attention), width=width,
+                  stride_in_1x1=stride_in_1x1, batch_size=batch_size, name=name)
+    model = ResNet3DModel(inputs, x, boundaries=boundaries, has_head=include_top or pooling is not None,
+                       builder_config=config, name=name)
     if weights_path is not None:
         load_model_weights(model, weights_path)
     return model
 
 
-def _block4d(x, video, kind, name, kernel_size, norm, dropout_rate, attention):
-    """Unfolds the units, applies a V4D or F4D block, folds them back."""
-    x = UnfoldUnits(name=f"{name}_unfold")([x, video])
+def _block4d(x, kind, name, kernel_size, norm, dropout_rate, attention):
+    """A V4D or F4D block on ``(B, U, T, H, W, C)``."""
     if kind == "v4d":
-        x = Residual4D(kernel_size, norm=norm, name=name)(x)
-    else:
-        x = F4DBlock(kernel_size, dropout_rate=dropout_rate, attention=attention, name=name)(x)
-    return FoldUnits(name=f"{name}_fold")(x)
+        return Residual4D(kernel_size, norm=norm, name=name)(x)
+    return F4DBlock(kernel_size, dropout_rate=dropout_rate, attention=attention, name=name)(x)
+
+
+@keras.saving.register_keras_serializable(package="keras_v4d")
+class ResNet3DModel(VideoModel):
+    """A model of ``build_resnet3d``: saved as its builder arguments, rebuilt by the builder."""
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        return build_resnet3d(**config)

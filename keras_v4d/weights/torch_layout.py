@@ -40,6 +40,8 @@ def keras_name(module, block_renumbering=None):
         return None
     stage, block, part = int(match.group(1)), int(match.group(2)), match.group(3)
     if block_renumbering is not None:
+        if (stage, block) not in block_renumbering:
+            return None
         block = block_renumbering[(stage, block)]
     return f"res{stage + 1}_block{block}_{_BLOCK_PARTS[part]}"
 
@@ -56,11 +58,14 @@ def conv_kernel(weight, temporal_size=None):
     return weight.transpose(2, 3, 4, 1, 0)
 
 
-def set_conv(layer, weight, inflate=False):
+def set_conv(layer, weight, inflate=False, key=None):
     expected = tuple(layer.kernel.shape)
+    source = f"'{key}'" if key else "the checkpoint"
+    if weight.ndim not in (4, 5):
+        raise ValueError(f"layer '{layer.name}': {source} has shape {tuple(weight.shape)}, not a 2D or 3D conv weight")
     kernel = conv_kernel(weight, expected[0] if inflate else None)
     if kernel.shape != expected:
-        raise ValueError(f"layer '{layer.name}': kernel of shape {expected}, but the checkpoint has "
+        raise ValueError(f"layer '{layer.name}': kernel of shape {expected}, but {source} has "
                          f"{tuple(weight.shape)} (→ {kernel.shape})")
     layer.kernel.assign(kernel.astype("float32"))
 
@@ -77,9 +82,29 @@ def set_batch_norm(layer, parameters, name):
         variable.assign(value.astype("float32"))
 
 
-def load_resnet_modules(model, modules, inflate=False, block_renumbering=None, skip=()):
+def _torch_name(name, block_renumbering):
+    """The torchvision module name expected for our layer ``name`` (inverse of ``keras_name``)."""
+    if name in ("stem_conv", "stem_bn"):
+        return {"stem_conv": "conv1", "stem_bn": "bn1"}[name]
+    match = re.match(r"^res(\d)_block(\d+)_(.+)$", name)
+    parts = {v: k for k, v in _BLOCK_PARTS.items()}
+    if not match or match.group(3) not in parts:
+        return None
+    stage, block = int(match.group(1)) - 1, int(match.group(2))
+    if block_renumbering is not None:
+        raw = [i for (s, i), b in block_renumbering.items() if s == stage and b == block]
+        if not raw:
+            return None
+        block = raw[0]
+    return f"layer{stage}.{block}.{parts[match.group(3)]}"
+
+
+def load_resnet_modules(model, modules, inflate=False, block_renumbering=None, skip=(), key_prefix=""):
     """Assigns every ResNet conv/BN of ``modules`` (torchvision names) to ``model``.
 
+    ``block_renumbering`` maps ``(stage, index inside the stage's nn.Sequential)`` to the residual
+    block number (they differ when other modules sit between the blocks); ``key_prefix`` (e.g.
+    ``module.base_model.``) only enters the error messages, which name the checkpoint key.
     Raises ``ValueError`` naming the first of the model's conv/BN layers that the checkpoint lacks.
     Returns the module names that were not used.
     """
@@ -94,13 +119,15 @@ def load_resnet_modules(model, modules, inflate=False, block_renumbering=None, s
         if kind not in ("Conv3D", "BatchNormalization") or layer.name in skip:
             continue
         if layer.name not in targets:
-            raise ValueError(f"the checkpoint has no weights for layer '{layer.name}' of model '{model.name}'")
+            expected = _torch_name(layer.name, block_renumbering)
+            where = f" (expected checkpoint module '{key_prefix}{expected}')" if expected else ""
+            raise ValueError(f"the checkpoint has no weights for layer '{layer.name}' of model '{model.name}'{where}")
         module = targets[layer.name]
         if kind == "Conv3D":
             if "weight" not in modules[module]:
-                raise ValueError(f"checkpoint module '{module}' lacks 'weight' for layer '{layer.name}'")
-            set_conv(layer, modules[module]["weight"], inflate)
+                raise ValueError(f"checkpoint module '{key_prefix}{module}' lacks 'weight' for layer '{layer.name}'")
+            set_conv(layer, modules[module]["weight"], inflate, f"{key_prefix}{module}.weight")
         else:
-            set_batch_norm(layer, modules[module], module)
+            set_batch_norm(layer, modules[module], key_prefix + module)
         used.add(module)
     return [m for m in modules if m not in used]
