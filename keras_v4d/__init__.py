@@ -6,6 +6,7 @@ import importlib
 
 from keras_v4d import layers, models  # noqa: E402
 from keras_v4d.flops import count_flops  # noqa: E402
+from keras_v4d.models.class_names import decode_predictions  # noqa: E402
 from keras_v4d.models import (  # noqa: E402
     F4DResNet18, F4DResNet50, I3DSlowResNet18, I3DSlowResNet50, TSNResNet18, TSNResNet50,
     V4DResNet18, V4DResNet50, preprocess_input)
@@ -23,5 +24,6 @@ def __getattr__(name):
 
 __all__ = [
     "F4DResNet18", "F4DResNet50", "I3DSlowResNet18", "I3DSlowResNet50", "TSNResNet18",
-    "TSNResNet50", "V4DResNet18", "V4DResNet50", "count_flops", "layers", "models", "preprocess_input",
+    "TSNResNet50", "V4DResNet18", "V4DResNet50", "count_flops", "decode_predictions", "layers", "models",
+    "preprocess_input",
 ]

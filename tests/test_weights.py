@@ -1,4 +1,5 @@
-"""Weight registry, loading checks, ImageNet inflation and the official-checkpoint converter."""
+"""Weight registry, loading checks, ImageNet inflation and the official-checkpoint converter
+(registry settings, class names and ``decode_predictions``: ``test_class_names.py``)."""
 
 import os
 import re
@@ -15,12 +16,8 @@ from keras_v4d.models import build_resnet3d
 from keras_v4d.weights import (
     WeightsMismatchError, fetch_weights, load_model_weights, register, weights_info)
 from keras_v4d.weights.inflate import inflate_2d
+from keras_v4d.models.presets import _registry
 from keras_v4d.weights.registry import sha256_of
-
-try:  # the registry's data moved beside the builders
-    from keras_v4d.models.presets import _registry
-except ImportError:
-    from keras_v4d.weights.registry import _registry
 
 torch = pytest.importorskip("torch")
 from torch_reference import TSN, TorchvisionResNet, save_official_checkpoint  # noqa: E402
@@ -52,7 +49,8 @@ def test_registry_lists_the_official_releases_with_their_metadata():
     info = weights_info("v4d_resnet50_kinetics400")
     assert info["builder"] == "V4DResNet50" and info["arguments"]["classes"] == 400
     assert info["reported"]["top1"] == 77.4 and info["input"]["frames_per_unit"] == 8
-    with pytest.raises(ValueError, match="not hosted as a converted file.*convert_official"):
+    with pytest.raises(ValueError, match="not hosted as a converted file.*keras_v4d.cli.convert_weights .*"
+                                         "--arch v4d_resnet50"):
         fetch_weights("v4d_resnet50_kinetics400", cache_dir="/nonexistent-cache")
 
 
