@@ -1,17 +1,20 @@
-"""Video data: action-unit sampling, video files and TFRecords, ``tf.data`` pipelines."""
+"""Video data: action-unit sampling, video files, rawframe folders and TFRecords, ``tf.data`` pipelines."""
 
 from keras_v4d.data.pipeline import (
-    BadVideoError, SkipLog, load_video_views, read_video_units, single_view, video_dataset)
+    BadVideoError, SkipLog, count_tfrecords, load_video_views, read_video_units, single_view, video_dataset)
 from keras_v4d.data.sampling import segment_indices, unit_span
 from keras_v4d.data.sources import (
-    TFRecordFiles, VideoFiles, read_annotations, read_class_folders, resolve_source)
-from keras_v4d.data.tfrecord import encode_example, parse_example
+    RawFrames, TFRecordFiles, VideoFiles, read_annotations, read_class_folders, read_rawframe_annotations,
+    resolve_source)
+from keras_v4d.data.tfrecord import encode_example, parse_example, scan_shard
 from keras_v4d.data.transforms import eval_transform, normalize_imagenet, train_transform
-from keras_v4d.data.video_io import VideoReadError, count_frames, read_all_frames, read_frames, write_video
+from keras_v4d.data.video_io import (
+    VideoReadError, count_frames, read_all_frames, read_frames, sample_video, write_video)
 
 __all__ = [
-    "BadVideoError", "SkipLog", "TFRecordFiles", "VideoFiles", "VideoReadError", "count_frames",
-    "encode_example", "eval_transform", "load_video_views", "normalize_imagenet", "parse_example", "read_all_frames",
-    "read_annotations", "read_class_folders", "read_frames", "read_video_units", "resolve_source", "segment_indices",
-    "single_view", "train_transform", "unit_span", "video_dataset", "write_video",
+    "BadVideoError", "RawFrames", "SkipLog", "TFRecordFiles", "VideoFiles", "VideoReadError", "count_frames",
+    "count_tfrecords", "encode_example", "eval_transform", "load_video_views", "normalize_imagenet",
+    "parse_example", "read_all_frames", "read_annotations", "read_class_folders", "read_frames",
+    "read_rawframe_annotations", "read_video_units", "resolve_source", "sample_video", "scan_shard",
+    "segment_indices", "single_view", "train_transform", "unit_span", "video_dataset", "write_video",
 ]

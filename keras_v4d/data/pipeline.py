@@ -1,17 +1,27 @@
-"""``video_dataset``: tf.data pipelines of whole-video samples ``(B, U, T, H, W, 3)``."""
+"""``video_dataset``: tf.data pipelines of whole-video samples ``(B, U, T, H, W, 3)``.
 
+Three sources go through the same sampler, transforms and rules: video files (decoded with PyAV
+in a ``py_function``), rawframe folders (only the sampled frames' JPEG files are read, in the
+graph) and TFRecord shards (only the sampled frames' JPEGs are decoded, in the graph).
+
+Damaged data never stops a run (unless ``strict``) and is never lost without a trace: every
+sample that cannot be used is counted in the dataset's ``SkipLog`` with its name and reason, every
+partly decodable video that was used is recorded there as *repaired*.
+"""
+
+import concurrent.futures
 import logging
 import threading
 
 import numpy as np
 import tensorflow as tf
-from official.vision.ops import preprocess_ops_3d
 
 from keras_v4d.data.sampling import segment_indices
-from keras_v4d.data.sources import TFRecordFiles, resolve_source
-from keras_v4d.data.tfrecord import parse_example
+from keras_v4d.data.sources import (
+    DEFAULT_FRAME_TEMPLATE, RawFrames, TFRecordFiles, parse_frame_template, resolve_source)
+from keras_v4d.data.tfrecord import parse_example, scan_shard
 from keras_v4d.data.transforms import eval_transform, train_transform
-from keras_v4d.data.video_io import VideoReadError, count_frames, read_frames
+from keras_v4d.data.video_io import VideoReadError, read_rawframe_folder, sample_video
 
 logger = logging.getLogger("keras_v4d.data")
 AUTOTUNE = tf.data.AUTOTUNE
@@ -22,19 +32,28 @@ class BadVideoError(ValueError):
 
 
 class SkipLog:
-    """Counts and logs the samples a pipeline skipped, with the video and the reason.
+    """Counts and logs what a pipeline skipped or repaired, with the video (or shard) and why.
 
-    In strict mode it raises ``BadVideoError`` instead of skipping.
+    ``entries``: ``(video, reason)`` for every sample skipped (a damaged TFRecord shard is one
+    entry named by the shard's path). ``repaired``: ``(video, frames_decoded, frames_claimed)`` for
+    every partly decodable video that was re-sampled over its decodable frames and used. Each
+    pass over the dataset (epoch) logs again what it meets. In strict mode ``reject`` raises
+    ``BadVideoError`` instead of skipping (a repair is not an error and never raises).
     """
 
     def __init__(self, strict=False):
         self.strict = strict
         self.entries = []
+        self.repaired = []
         self._lock = threading.Lock()
 
     @property
     def count(self):
         return len(self.entries)
+
+    def counts(self):
+        with self._lock:
+            return {"skipped": len(self.entries), "repaired": len(self.repaired)}
 
     def reject(self, video, reason):
         message = f"{video}: {reason}"
@@ -42,83 +61,223 @@ class SkipLog:
             raise BadVideoError(message)
         with self._lock:
             self.entries.append((video, reason))
-        logger.warning("skipped %s (%d skipped so far)", message, self.count)
+            count = len(self.entries)
+        logger.warning("skipped %s (%d skipped so far)", message, count)
+
+    def repair(self, video, decoded, claimed):
+        with self._lock:
+            self.repaired.append((video, int(decoded), int(claimed)))
+        logger.warning("repaired %s: only %d of the %d frames it claims decode; units sampled over those",
+                       video, decoded, claimed)
 
     def summary(self):
-        return f"{self.count} video(s) skipped" + "".join(f"\n  {v}: {r}" for v, r in self.entries)
+        with self._lock:
+            entries, repaired = list(self.entries), list(self.repaired)
+        text = f"{len(entries)} video(s) skipped, {len(repaired)} repaired"
+        text += "".join(f"\n  {v}: {r}" for v, r in entries)
+        if repaired:
+            text += "\n  repaired (frames decoded / claimed):"
+            text += "".join(f"\n  {v}: {d} / {c}" for v, d, c in repaired)
+        return text
 
 
 def _decode_error_message(error):
     return str(error).split("BadVideoError: ")[-1].strip()
 
 
-def read_video_units(path, num_units, frames_per_unit, stride, training=False):
+def read_video_units(path, num_units, frames_per_unit, stride, training=False, skip_log=None, seed=None):
     """The frames of U units sampled from the video file at ``path``: ``(U·T, H, W, 3)`` uint8.
 
-    Raises ``VideoReadError`` naming ``path`` when the file cannot be decoded or has no frames.
+    A partly decodable file is sampled over the frames that decode and recorded with
+    ``skip_log.repair`` (or logged as a warning without a ``skip_log``). Raises
+    ``VideoReadError`` naming ``path`` when the file cannot be opened or no frame decodes.
     """
-    num_frames = count_frames(path)
-    if num_frames == 0:
-        raise VideoReadError(f"{path}: the video has no frames")
-    indices = segment_indices(num_frames, num_units, frames_per_unit, stride, training)
-    return read_frames(path, indices.numpy())
+    frames, repair = sample_video(path, num_units, frames_per_unit, stride, training, seed)
+    if repair is not None:
+        if skip_log is not None:
+            skip_log.repair(path, *repair)
+        else:
+            logger.warning("repaired %s: only %d of the %d frames it claims decode; units sampled over those",
+                           path, *repair)
+    return frames
 
 
 def load_video_views(path, num_units=4, frames_per_unit=4, stride=8, crop_size=224, short_side=256,
-                     num_crops=1):
+                     num_crops=1, skip_log=None):
     """One video file as evaluation views ``(num_crops, U, T, S, S, 3)`` float32 (centred units,
-    the same preprocessing as ``video_dataset(training=False)``). Raises ``VideoReadError``."""
-    frames = read_video_units(path, num_units, frames_per_unit, stride)
+    the same preprocessing as ``video_dataset(training=False)``). Raises ``VideoReadError``;
+    a partly decodable file is repaired (see ``read_video_units``)."""
+    frames = read_video_units(path, num_units, frames_per_unit, stride, skip_log=skip_log)
     views = eval_transform(tf.convert_to_tensor(frames), crop_size, short_side, num_crops)
     return tf.reshape(views, (num_crops, num_units, frames_per_unit, crop_size, crop_size, 3))
 
 
-def _video_file_loader(num_units, frames_per_unit, stride, training, skip_log):
-    """A py_function body: path → (sampled frames (U·T, H, W, 3) uint8, ok flag)."""
-    empty = np.zeros((num_units * frames_per_unit, 1, 1, 3), np.uint8)
+def _decode_jpegs(jpegs):
+    """JPEG strings ``(n,)`` → RGB uint8 ``(n, H, W, 3)`` (``preprocess_ops_3d.decode_jpeg`` without its
+    deprecated ``map_fn`` arguments, which print warnings)."""
+    return tf.map_fn(lambda data: tf.io.decode_jpeg(data, channels=3), jpegs, fn_output_signature=tf.uint8)
 
-    def load(path, video_id):
-        path, video_id = path.numpy().decode(), video_id.numpy().decode()
-        try:
-            return read_video_units(path, num_units, frames_per_unit, stride, training), True
-        except VideoReadError as error:
-            skip_log.reject(video_id, str(error))
-            return empty, False
 
-    return load
+def _guarded(dataset, load, fallback, training):
+    """``dataset.map(load)`` where an element whose ``load`` raises becomes ``fallback(element)``.
+
+    tf.data has no try/except: each element runs in a one-element dataset whose error is dropped
+    (``ignore_errors``), followed by the fallback; ``take(1)`` keeps whichever comes first. The
+    fallback marks the element as failed, so it is reported (not silently lost) downstream.
+    """
+    def one(*element):
+        loaded = tf.data.Dataset.from_tensors(element).map(load).ignore_errors()
+        return loaded.concatenate(tf.data.Dataset.from_tensors(fallback(*element))).take(1)
+
+    return dataset.interleave(one, cycle_length=AUTOTUNE, block_length=1, num_parallel_calls=AUTOTUNE,
+                              deterministic=not training)
+
+
+def _sample_seeds(dataset, seed):
+    """Zips each element with a sampling seed drawn from a seeded stream (new draws every epoch),
+    so with ``seed`` set the same list gives the same units whatever the source format."""
+    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+    return tf.data.Dataset.zip(dataset, seeds).map(lambda element, sample_seed: (*element, sample_seed))
+
+
+def _units(num_frames, sample_args, training, sample_seed, seeded):
+    seed = tf.stack([sample_seed, tf.constant(0, tf.int64)]) if seeded else None
+    return segment_indices(num_frames, *sample_args, training, seed=seed)
 
 
 def _check_labels(videos, num_classes, skip_log):
     keep = []
+    counts = getattr(videos, "num_frames", None)
     for i, label in enumerate(videos.labels):
         if label < 0 or (num_classes is not None and label >= num_classes):
             skip_log.reject(videos.ids[i], f"label {label} outside [0, {num_classes})")
+        elif counts is not None and counts[i] < 1:
+            skip_log.reject(videos.ids[i], f"total_frames is {counts[i]}: the folder has no frames to sample")
         else:
             keep.append(i)
     return keep
 
 
+def _listed(videos, keep, columns, training, seed):
+    if not keep:
+        raise ValueError("video_dataset: no usable videos (every entry was rejected)")
+    dataset = tf.data.Dataset.from_tensor_slices(tuple(
+        np.array([column[i] for i in keep], np.int32) if isinstance(column[0], (int, np.integer))
+        else [column[i] for i in keep] for column in columns))
+    if training:
+        dataset = _sample_seeds(dataset, seed)
+        dataset = dataset.shuffle(len(keep), seed=seed, reshuffle_each_iteration=True)
+    else:
+        dataset = dataset.map(lambda *element: (*element, tf.constant(0, tf.int64)))
+    return dataset
+
+
 def _from_video_files(videos, num_classes, training, sample_args, skip_log, shuffle_buffer, seed):
     keep = _check_labels(videos, num_classes, skip_log)
-    if not keep:
-        raise ValueError(f"video_dataset: no usable videos ({skip_log.summary()})")
-    dataset = tf.data.Dataset.from_tensor_slices((
-        [videos.paths[i] for i in keep],
-        np.array([videos.labels[i] for i in keep], np.int32),
-        [videos.ids[i] for i in keep],
-    ))
-    if training:
-        dataset = dataset.shuffle(len(keep), seed=seed, reshuffle_each_iteration=True)
-    load = _video_file_loader(*sample_args, training, skip_log)
+    dataset = _listed(videos, keep, (videos.paths, videos.labels, videos.ids), training, seed)
+    num_units, frames_per_unit, stride = sample_args
+    empty = np.zeros((num_units * frames_per_unit, 1, 1, 3), np.uint8)
+    seeded = training and seed is not None
 
-    def decode(path, label, video_id):
-        frames, ok = tf.py_function(load, [path, video_id], Tout=(tf.uint8, tf.bool))
-        frames.set_shape((sample_args[0] * sample_args[1], None, None, 3))
+    def load(path, video_id, sample_seed):
+        path, video_id = path.numpy().decode(), video_id.numpy().decode()
+        unit_seed = tf.constant([int(sample_seed.numpy()), 0], tf.int64) if seeded else None
+        try:
+            frames, repair = sample_video(path, *sample_args, training, unit_seed)
+        except VideoReadError as error:
+            skip_log.reject(video_id, str(error))
+            return empty, False
+        except Exception as error:  # noqa: BLE001 - nothing a file does may stop a long run
+            if isinstance(error, BadVideoError):
+                raise
+            skip_log.reject(video_id, f"{path}: cannot be read ({type(error).__name__}: {error})")
+            return empty, False
+        if repair is not None:
+            skip_log.repair(video_id, *repair)
+        return frames, True
+
+    def decode(path, label, video_id, sample_seed):
+        frames, ok = tf.py_function(load, [path, video_id, sample_seed], Tout=(tf.uint8, tf.bool))
+        frames.set_shape((num_units * frames_per_unit, None, None, 3))
         return frames, label, video_id, ok
 
     dataset = dataset.map(decode, num_parallel_calls=AUTOTUNE, deterministic=not training)
     return dataset.filter(lambda frames, label, video_id, ok: ok).map(
-        lambda frames, label, video_id, ok: (frames, label, video_id))
+        lambda frames, label, video_id, ok: (frames, label, video_id)), len(keep)
+
+
+def _diagnose_rawframes(videos, i):
+    """Why folder ``i`` of a rawframe list cannot be read (runs only for a folder that failed)."""
+    try:
+        read_rawframe_folder(videos.dirs[i], videos.num_frames[i], videos.template, videos.start_index)
+    except VideoReadError as error:
+        return str(error)
+    return f"frames in {videos.dirs[i]} could not be read (they can now: a transient error?)"
+
+
+def _from_rawframes(videos, num_classes, training, sample_args, skip_log, shuffle_buffer, seed):
+    keep = _check_labels(videos, num_classes, skip_log)
+    dataset = _listed(videos, keep, (videos.dirs, videos.num_frames, videos.labels, videos.ids,
+                                     list(range(len(videos)))), training, seed)
+    num_units, frames_per_unit, stride = sample_args
+    prefix, width, fill, suffix = parse_frame_template(videos.template)
+    seeded = training and seed is not None
+
+    def load(directory, total, label, video_id, index, sample_seed):
+        indices = tf.reshape(_units(total, sample_args, training, sample_seed, seeded), (-1,))
+        unique, position = tf.unique(indices)  # short folders repeat frames: read each file once
+        names = tf.strings.join([directory, "/", prefix,
+                                 tf.strings.as_string(unique + videos.start_index, width=width, fill=fill), suffix])
+        # Only the sampled frames' files are read.
+        jpegs = tf.map_fn(tf.io.read_file, names, fn_output_signature=tf.string)
+        frames = tf.gather(_decode_jpegs(jpegs), position)
+        frames.set_shape((num_units * frames_per_unit, None, None, 3))
+        return frames, label, video_id, index, tf.constant(True)
+
+    def failed(directory, total, label, video_id, index, sample_seed):
+        return tf.zeros((num_units * frames_per_unit, 1, 1, 3), tf.uint8), label, video_id, index, tf.constant(False)
+
+    def report(index):
+        index = int(index.numpy())
+        skip_log.reject(videos.ids[index], _diagnose_rawframes(videos, index))
+        return False
+
+    dataset = _guarded(dataset, load, failed, training)
+    dataset = dataset.filter(lambda frames, label, video_id, index, ok: tf.cond(
+        ok, lambda: tf.constant(True), lambda: tf.py_function(report, [index], Tout=tf.bool)))
+    return dataset.map(lambda frames, label, video_id, index, ok: (frames, label, video_id)), len(keep)
+
+
+def _shard_damage(path, records_read):
+    """The skip-log reason for shard ``path`` after the reader stopped at ``records_read`` records,
+    or None when the shard was read completely."""
+    try:
+        scan = scan_shard(path)
+    except (OSError, tf.errors.OpError) as error:
+        return f"cannot read the TFRecord shard ({getattr(error, 'message', error)}); {records_read} record(s) read"
+    if records_read < scan.records:
+        return (f"damaged TFRecord shard: {records_read} record(s) read, then record #{records_read} failed its "
+                f"checksum or could not be read; the shard's remaining {scan.records - records_read} framed "
+                f"record(s){' and ' + str(scan.size - scan.end) + ' damaged bytes' if scan.problem else ''} lost")
+    if scan.problem:
+        return (f"damaged TFRecord shard: {records_read} record(s) read before the damage ({scan.problem}); "
+                f"the rest of the shard ({scan.size - scan.end} bytes) lost")
+    return None
+
+
+def count_tfrecords(files, workers=16):
+    """Records in TFRecord ``files``, counted from their framing (no record is read or decoded).
+
+    Returns None when a file cannot be read. Damaged shards count the records before the damage.
+    """
+    if not files:
+        return 0
+    try:
+        with concurrent.futures.ThreadPoolExecutor(min(workers, len(files))) as pool:
+            return sum(scan.records for scan in pool.map(scan_shard, files))
+    except (OSError, tf.errors.OpError) as error:
+        logger.warning("cannot count the records of the TFRecord source: %s", error)
+        return None
 
 
 def _from_tfrecords(records, num_classes, training, sample_args, skip_log, shuffle_buffer, seed):
@@ -128,47 +287,111 @@ def _from_tfrecords(records, num_classes, training, sample_args, skip_log, shuff
     files = tf.data.Dataset.from_tensor_slices(records.files)
     if training:
         files = files.shuffle(len(records.files), seed=seed, reshuffle_each_iteration=True)
-    dataset = files.interleave(tf.data.TFRecordDataset, cycle_length=min(8, len(records.files)),
-                               num_parallel_calls=AUTOTUNE, deterministic=not training)
-    if training:
-        dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.map(parse_example, num_parallel_calls=AUTOTUNE)
-    upper = num_classes if num_classes is not None else np.iinfo(np.int32).max
 
-    def report(video_id, label, num_frames):
-        video_id = video_id.numpy().decode() or "<record without video/id>"
-        reason = ("the video has no frames" if num_frames.numpy() == 0 else
-                  f"label {label.numpy()} outside [0, {num_classes})")
-        skip_log.reject(video_id, reason)
+    def shard(path):
+        # A damaged shard ends at the damage (TFRecordDataset moves to its next file on DataLoss);
+        # a sentinel after its last record carries how many records were read, for the report.
+        records_ = tf.data.TFRecordDataset(path).ignore_errors().map(lambda record: (record, False))
+        tagged = records_.concatenate(tf.data.Dataset.from_tensors((tf.constant(b""), True)))
+        counted = tagged.scan(tf.constant(0, tf.int64), lambda read, element: (
+            read + tf.cast(tf.logical_not(element[1]), tf.int64), (element[0], element[1], read)))
+        return counted.map(lambda record, last, index: (record, path, index, last))
+
+    def check(path, records_read):
+        reason = _shard_damage(path.numpy().decode(), int(records_read.numpy()))
+        if reason is not None:
+            skip_log.reject(path.numpy().decode(), reason)
         return False
 
-    def usable(example):
-        num_frames = tf.shape(example["frames"])[0]
-        ok = (num_frames > 0) & (example["label"] >= 0) & (example["label"] < upper)
-        return tf.cond(ok, lambda: True, lambda: tf.py_function(
-            report, [example["video_id"], example["label"], num_frames], Tout=tf.bool))
+    dataset = files.interleave(shard, cycle_length=min(8, len(records.files)), num_parallel_calls=AUTOTUNE,
+                               deterministic=not training)
+    dataset = dataset.filter(lambda record, path, index, last: tf.cond(
+        last, lambda: tf.py_function(check, [path, index], Tout=tf.bool), lambda: tf.constant(True)))
+    dataset = dataset.map(lambda record, path, index, last: (record, path, index))
+    if training:
+        dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    upper = num_classes if num_classes is not None else np.iinfo(np.int32).max
+    empty = tf.zeros((num_units * frames_per_unit, 1, 1, 3), tf.uint8)
+    OK, NO_FRAMES, BAD_LABEL, UNREADABLE = 0, 1, 2, 3
 
-    def decode(example):
-        indices = segment_indices(tf.shape(example["frames"])[0], num_units, frames_per_unit, stride, training)
-        # Only the sampled frames' JPEGs are decoded.
-        jpegs = tf.gather(example["frames"], tf.reshape(indices, (-1,)))
-        frames = preprocess_ops_3d.decode_jpeg(jpegs, channels=3)
+    def load(record, path, index):
+        example = parse_example(record)
+        num_frames, label = tf.shape(example["frames"])[0], example["label"]
+        status = tf.where(num_frames == 0, NO_FRAMES,
+                          tf.where((label < 0) | (label >= upper), BAD_LABEL, OK))
+
+        def decode():
+            indices = segment_indices(num_frames, num_units, frames_per_unit, stride, training)
+            # Only the sampled frames' JPEGs are decoded.
+            jpegs = tf.gather(example["frames"], tf.reshape(indices, (-1,)))
+            return _decode_jpegs(jpegs)
+
+        frames = tf.cond(status == OK, decode, lambda: empty)
         frames.set_shape((num_units * frames_per_unit, None, None, 3))
-        return frames, example["label"], example["video_id"]
+        return frames, label, example["video_id"], status, tf.constant(b""), path, index
 
-    return dataset.filter(usable).map(decode, num_parallel_calls=AUTOTUNE, deterministic=not training)
+    def failed(record, path, index):
+        return empty, tf.constant(-1), tf.constant(b""), tf.constant(UNREADABLE), record, path, index
+
+    def report(status, video_id, label, record, path, index):
+        status, path, index = int(status.numpy()), path.numpy().decode(), int(index.numpy())
+        video_id = video_id.numpy().decode() or f"{path} record #{index}"
+        if status == NO_FRAMES:
+            skip_log.reject(video_id, "the video has no frames")
+        elif status == BAD_LABEL:
+            skip_log.reject(video_id, f"label {int(label.numpy())} outside [0, {num_classes})")
+        else:
+            video_id, reason = _diagnose_record(record.numpy(), path, index)
+            skip_log.reject(video_id, reason)
+        return False
+
+    dataset = _guarded(dataset, load, failed, training)
+    dataset = dataset.filter(lambda frames, label, video_id, status, record, path, index: tf.cond(
+        status == OK, lambda: tf.constant(True),
+        lambda: tf.py_function(report, [status, video_id, label, record, path, index], Tout=tf.bool)))
+    return (dataset.map(lambda frames, label, video_id, status, record, path, index: (frames, label, video_id)),
+            count_tfrecords(records.files))
+
+
+def _diagnose_record(record, path, index):
+    """``(video, reason)`` for a record that could not be parsed or decoded (runs only for such a record)."""
+    where = f"record #{index} of {path}"
+    try:
+        example = parse_example(tf.constant(record))
+    except tf.errors.OpError as error:
+        return f"{path} record #{index}", f"not a video SequenceExample ({error.message})"
+    video_id = example["video_id"].numpy().decode() or f"{path} record #{index}"
+    frames = example["frames"].numpy()
+    shape = None
+    for k, jpeg in enumerate(frames):
+        try:
+            image = tf.io.decode_jpeg(jpeg, channels=3)
+        except tf.errors.OpError as error:
+            return video_id, f"frame {k} of {len(frames)} is not a decodable JPEG ({error.message}) ({where})"
+        if shape is not None and image.shape != shape:
+            return video_id, f"frame {k} is {image.shape[1]}×{image.shape[0]}, the frames before it {shape[1]}×{shape[0]} ({where})"
+        shape = image.shape
+    return video_id, f"its frames could not be decoded (a transient error?) ({where})"
 
 
 def video_dataset(source, *, training, num_units=4, frames_per_unit=4, stride=8, crop_size=224,
                   batch_size=8, num_classes=None, short_side=256, num_crops=1, root=None,
                   class_names=None, strict=None, shuffle_buffer=256, seed=None, drop_remainder=None,
-                  area_range=(0.25, 1.0)):
+                  area_range=(0.25, 1.0), source_format=None, frame_template=DEFAULT_FRAME_TEMPLATE,
+                  frame_start=1):
     """A ``tf.data.Dataset`` of whole-video samples with U action units each (V4D §3.1).
 
     Args:
-        source: an annotation list (``path label`` per line), a folder per class, a folder or
-            glob of TFRecord shards, a list of TFRecord files, or a ``VideoFiles`` /
-            ``TFRecordFiles`` object.
+        source: an annotation list of video files (``path label`` per line), a rawframe list
+            (``frame_dir total_frames label`` per line, TSN / MMAction2 / official V4D), a folder
+            per class, a folder or glob of TFRecord shards, a list of TFRecord files, or a
+            ``VideoFiles`` / ``RawFrames`` / ``TFRecordFiles`` object.
+        source_format: ``"videos"``, ``"rawframes"`` or ``"tfrecord"`` to say what ``source`` is;
+            None recognises it (a list is rawframes when its first entry has three fields, the
+            middle one an int, and does not name a video file).
+        frame_template, frame_start: rawframes: frame file names (``str.format`` or ``%``
+            template) and the number of the first frame (TSN and MMAction2: ``img_{:05d}.jpg``
+            from 1).
         training: training mode (random unit offsets, shuffling, multi-scale random crop,
             flip) or evaluation (centred units, ``num_crops`` fixed crops).
         num_units, frames_per_unit, stride: U, T, τ of the sampler.
@@ -182,13 +405,23 @@ def video_dataset(source, *, training, num_units=4, frames_per_unit=4, stride=8,
         num_crops: evaluation only: 1 (centre) or 3 (covering the long side).
         area_range: training only: range of the random crop's area, as a fraction of the frame.
         root, class_names: for annotation lists: path root and class names (list or file).
-        strict: raise ``BadVideoError`` naming the video at the first bad sample instead of
-            skipping it; defaults to ``not training`` (evaluation never drops a video silently).
+        strict: raise ``BadVideoError`` naming the video (or shard) at the first bad sample instead
+            of skipping it; defaults to ``not training``. With ``strict=False`` evaluation yields
+            every readable video and lists the others in ``skip_log.entries``.
+        seed: makes shuffling and the training units' offsets reproducible (for video files and
+            rawframes the same seed and list give the same units for each video in each epoch).
+    Bad samples (unreadable files or folders, missing or undecodable frames, labels out of range,
+    undecodable TFRecord records, damaged shards — logged with the shard's path and how many
+    records were read before the damage) are skipped, counted and logged; partly decodable video
+    files are sampled over the frames that decode and recorded as repaired.
     Returns:
         Training: elements ``(videos (B, U, T, S, S, 3) float32, labels (B,) int32)``.
         Evaluation: ``(views (B, V, U, T, S, S, 3), labels (B,), video_ids (B,) string)`` with
         V = ``num_crops`` views per video (see ``single_view`` for ``model.evaluate``).
-        The returned dataset has a ``skip_log`` attribute (``SkipLog``): what was skipped and why.
+        The returned dataset has attributes ``skip_log`` (``SkipLog``: what was skipped or
+        repaired and why), ``class_names`` and ``num_videos``: the videos the source holds,
+        known without decoding any — list entries whose label is in range, or TFRecord records
+        counted from the shards' framing (None if a shard cannot be read) — for steps per epoch.
     """
     if crop_size > short_side:
         raise ValueError(f"video_dataset: `crop_size`={crop_size} is larger than `short_side`={short_side}.")
@@ -198,13 +431,14 @@ def video_dataset(source, *, training, num_units=4, frames_per_unit=4, stride=8,
                         (frames_per_unit, "frames_per_unit"), (stride, "stride")):
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"video_dataset: `{name}` must be a positive int, got {value!r}.")
-    resolved = resolve_source(source, root, class_names)
+    resolved = resolve_source(source, root, class_names, source_format, frame_template, frame_start)
     if num_classes is None and resolved.class_names:
         num_classes = len(resolved.class_names)
     skip_log = SkipLog(strict=not training if strict is None else strict)
     sample_args = (num_units, frames_per_unit, stride)
-    build = _from_tfrecords if isinstance(resolved, TFRecordFiles) else _from_video_files
-    dataset = build(resolved, num_classes, training, sample_args, skip_log, shuffle_buffer, seed)
+    build = (_from_tfrecords if isinstance(resolved, TFRecordFiles) else
+             _from_rawframes if isinstance(resolved, RawFrames) else _from_video_files)
+    dataset, num_videos = build(resolved, num_classes, training, sample_args, skip_log, shuffle_buffer, seed)
 
     if training:
         def transform(frames, label, video_id):
@@ -220,6 +454,7 @@ def video_dataset(source, *, training, num_units=4, frames_per_unit=4, stride=8,
     dataset = dataset.prefetch(AUTOTUNE)
     dataset.skip_log = skip_log
     dataset.class_names = resolved.class_names
+    dataset.num_videos = num_videos
     return dataset
 
 

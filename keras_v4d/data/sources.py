@@ -1,8 +1,10 @@
-"""Where the videos come from: annotation lists, folder-per-class trees and TFRecord files."""
+"""Where the videos come from: annotation lists of video files, rawframe lists (folders of JPEG
+frames, TSN/MMAction2 style), folder-per-class trees and TFRecord files."""
 
 import dataclasses
 import glob
 import os
+import re
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".webm", ".mkv", ".mov", ".m4v")
 
@@ -18,6 +20,57 @@ class VideoFiles:
 
     def __len__(self):
         return len(self.paths)
+
+
+DEFAULT_FRAME_TEMPLATE = "img_{:05d}.jpg"  # TSN, MMAction2 and the official V4D loader
+
+
+@dataclasses.dataclass
+class RawFrames:
+    """Folders of JPEG frames (a rawframe list: ``frame_dir total_frames label`` per line).
+
+    ``dirs[i]`` is absolute; ``ids[i]`` is the folder as listed; frame ``k`` (counted from 0) of
+    folder ``i`` is ``dirs[i]/template.format(k + start_index)``.
+    """
+
+    dirs: list
+    num_frames: list
+    labels: list
+    ids: list
+    class_names: list = None
+    template: str = DEFAULT_FRAME_TEMPLATE
+    start_index: int = 1
+
+    def __len__(self):
+        return len(self.dirs)
+
+    def frame_names(self, i):
+        """File names of the frames folder ``i`` should hold, in order."""
+        return frame_names(self.template, self.start_index, self.num_frames[i])
+
+
+_BRACE = re.compile(r"^(?P<prefix>[^{}%]*)\{(?::(?P<fill>0?)(?P<width>\d*)d)?\}(?P<suffix>[^{}%]*)$")
+_PERCENT = re.compile(r"^(?P<prefix>[^{}%]*)%(?P<fill>0?)(?P<width>\d*)d(?P<suffix>[^{}%]*)$")
+
+
+def parse_frame_template(template):
+    """``'img_{:05d}.jpg'`` (or ``'img_%05d.jpg'``) → ``(prefix, width, fill, suffix)``.
+
+    The number must be the template's only field: ``{}``, ``{:d}``, ``{:Nd}``, ``{:0Nd}`` or the
+    ``%`` forms. Raises ``ValueError`` otherwise.
+    """
+    match = _BRACE.match(template) or _PERCENT.match(template)
+    if not match:
+        raise ValueError(f"frame template {template!r}: expected one integer field such as "
+                         f"'img_{{:05d}}.jpg' or 'img_%05d.jpg'")
+    width = int(match["width"] or 0)
+    return match["prefix"], width, "0" if match["fill"] else " ", match["suffix"]
+
+
+def frame_names(template, start_index, count):
+    """``count`` frame file names from ``template`` numbered from ``start_index``."""
+    prefix, width, fill, suffix = parse_frame_template(template)
+    return [f"{prefix}{str(k + start_index).rjust(width, fill)}{suffix}" for k in range(count)]
 
 
 @dataclasses.dataclass
@@ -65,6 +118,64 @@ def read_annotations(path, root=None, class_names=None):
     return VideoFiles(paths, labels, ids, class_names)
 
 
+def _is_int(text):
+    return text.lstrip("-").isdigit()
+
+
+def _looks_like_rawframes(line):
+    """A ``frame_dir total_frames label`` line (not a ``path label`` line of a video list)."""
+    parts = line.rsplit(maxsplit=2)
+    return (len(parts) == 3 and _is_int(parts[1])
+            and not parts[0].lower().endswith(VIDEO_EXTENSIONS))
+
+
+def list_format(path):
+    """``'rawframes'`` if the list's first entry is ``frame_dir total_frames label``, else ``'videos'``."""
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            line = line.strip()
+            if line and not line.startswith("#"):
+                return "rawframes" if _looks_like_rawframes(line) else "videos"
+    return "videos"
+
+
+def read_rawframe_annotations(path, root=None, class_names=None, template=DEFAULT_FRAME_TEMPLATE,
+                              start_index=1):
+    """Parses a rawframe list (TSN / MMAction2 / official V4D): ``frame_dir total_frames label`` per line.
+
+    ``frame_dir`` is relative to ``root`` (default: the list's folder); the label is an int or a
+    class name. Frames are ``frame_dir/template.format(k)`` for k = ``start_index`` …
+    ``start_index + total_frames - 1``. Nothing is read from the folders here. Blank lines and
+    ``#`` comments are ignored; a malformed line raises a ``ValueError`` naming the file and line.
+    """
+    parse_frame_template(template)
+    root = os.path.dirname(os.path.abspath(path)) if root is None else root
+    if isinstance(class_names, str):
+        class_names = read_class_names(class_names)
+    name_to_index = {name: i for i, name in enumerate(class_names or [])}
+    dirs, totals, labels, ids = [], [], [], []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            parts = line.rsplit(maxsplit=2)
+            if len(parts) != 3 or not _is_int(parts[1]):
+                raise ValueError(f"{path}:{number}: expected 'frame_dir total_frames label', got {line!r}")
+            relative, total, label = parts
+            if _is_int(label):
+                label = int(label)
+            elif label in name_to_index:
+                label = name_to_index[label]
+            else:
+                raise ValueError(f"{path}:{number}: label {label!r} is neither an int nor a known class name")
+            dirs.append(os.path.join(root, relative))
+            totals.append(int(total))
+            labels.append(label)
+            ids.append(relative)
+    return RawFrames(dirs, totals, labels, ids, class_names, template, start_index)
+
+
 def read_class_folders(root):
     """A folder per class (``root/<class>/<video>``): classes sorted by name, label = position."""
     class_names = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
@@ -80,24 +191,39 @@ def read_class_folders(root):
     return VideoFiles(paths, labels, ids, class_names)
 
 
-def resolve_source(source, root=None, class_names=None):
-    """Turns ``video_dataset``'s ``source`` into ``VideoFiles`` or ``TFRecordFiles``.
+SOURCE_FORMATS = ("videos", "rawframes", "tfrecord")
 
-    Accepts such an object, an annotation list file, a folder (class folders, or ``*.tfrecord*``
-    shards), a glob pattern of TFRecord files or a list of TFRecord paths.
+
+def resolve_source(source, root=None, class_names=None, source_format=None,
+                   frame_template=DEFAULT_FRAME_TEMPLATE, frame_start=1):
+    """Turns ``video_dataset``'s ``source`` into ``VideoFiles``, ``RawFrames`` or ``TFRecordFiles``.
+
+    Accepts such an object, an annotation list file (video files: ``path label`` lines; rawframes:
+    ``frame_dir total_frames label`` lines — recognised from the first entry, or forced with
+    ``source_format``), a folder (class folders, or ``*.tfrecord*`` shards), a glob pattern of
+    TFRecord files or a list of TFRecord paths.
     """
-    if isinstance(source, (VideoFiles, TFRecordFiles)):
+    if source_format is not None and source_format not in SOURCE_FORMATS:
+        raise ValueError(f"`source_format` must be one of {SOURCE_FORMATS} or None, got {source_format!r}")
+    if isinstance(source, (VideoFiles, TFRecordFiles, RawFrames)):
         return source
     if isinstance(class_names, str):
         class_names = read_class_names(class_names)
     if isinstance(source, (list, tuple)):
         return TFRecordFiles(sorted(source), class_names)
     source = os.fspath(source)
-    if os.path.isdir(source):
+    if os.path.isdir(source) and source_format != "rawframes":
         shards = sorted(glob.glob(os.path.join(source, "*.tfrecord*")))
-        return TFRecordFiles(shards, class_names) if shards else read_class_folders(source)
-    if os.path.isfile(source) and ".tfrecord" not in os.path.basename(source):
+        if shards or source_format == "tfrecord":
+            return TFRecordFiles(shards, class_names)
+        return read_class_folders(source)
+    if os.path.isfile(source) and source_format != "tfrecord" and (
+            source_format is not None or ".tfrecord" not in os.path.basename(source)):
+        if (source_format or list_format(source)) == "rawframes":
+            return read_rawframe_annotations(source, root, class_names, frame_template, frame_start)
         return read_annotations(source, root, class_names)
+    if source_format == "rawframes":
+        raise ValueError(f"`source`: no rawframe list at {source!r}")
     files = sorted(glob.glob(source))
     if not files:
         raise ValueError(f"`source`: no annotation list, folder or TFRecord files at {source!r}")

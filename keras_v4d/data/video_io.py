@@ -1,4 +1,9 @@
-"""Reading and writing video files with PyAV (FFmpeg bundled; ``tensorflow-io`` is unusable, SPEC §10)."""
+"""Reading and writing video files with PyAV (FFmpeg bundled; ``tensorflow-io`` is unusable, SPEC §10),
+and reading whole rawframe folders (for conversion and for diagnosing a folder that failed).
+
+Damaged files: decoding goes on past a damaged packet and stops where the data stops; a file that
+decodes only partly gives the frames that decode (``sample_video`` re-samples over them and says so).
+"""
 
 import os
 
@@ -7,7 +12,7 @@ import numpy as np
 
 
 class VideoReadError(ValueError):
-    """A video file that cannot be read; the message names the file and the reason."""
+    """A video file (or frame folder) that cannot be read; the message names it and the reason."""
 
 
 def _open(path):
@@ -24,17 +29,71 @@ def _open(path):
 
 
 def count_frames(path):
-    """Number of frames of the first video stream (demuxes the packets when the header has no count)."""
+    """Number of frames of the first video stream as the file claims it.
+
+    Uses the header's count; without one, counts the packets (a damaged tail ends the count, so
+    the packets before it are what is claimed).
+    """
     container = _open(path)
     try:
         stream = container.streams.video[0]
         if stream.frames:
             return int(stream.frames)
-        return sum(1 for packet in container.demux(stream) if packet.size)
-    except av.FFmpegError as error:
-        raise VideoReadError(f"{path}: cannot read ({error})") from None
+        count = 0
+        try:
+            for packet in container.demux(stream):
+                count += bool(packet.size)
+        except av.FFmpegError as error:
+            if not count:
+                raise VideoReadError(f"{path}: cannot read ({error})") from None
+        return count
     finally:
         container.close()
+
+
+def _decode(path, wanted, last, threaded=True):
+    """Decodes sequentially up to frame ``last`` (or the end), tolerating damaged packets.
+
+    Returns ``(found, decoded, error)``: RGB frames at the ``wanted`` positions, how many frames
+    decoded, and the first decoding error (or None). Decoding goes on past a packet that fails
+    and stops where the demuxer stops (a cut file); the frames still held by the decoder are
+    flushed. ``threaded=False`` decodes on one thread: slower, but FFmpeg's frame threads drop the
+    frames in flight when a packet is damaged, so it finds every frame of a damaged file.
+    """
+    found, decoded, first_error = {}, 0, None
+    container = _open(path)
+    try:
+        stream = container.streams.video[0]
+        if threaded:
+            stream.thread_type = "AUTO"
+        packets = container.demux(stream)
+        while decoded <= last:
+            try:
+                packet = next(packets)
+            except StopIteration:
+                break
+            except av.FFmpegError as error:  # the demuxer cannot go on (cut or garbled container)
+                first_error = first_error or error
+                packet = None  # flush the frames the decoder still holds
+            try:
+                frames = packet.decode() if packet is not None else stream.codec_context.decode(None)
+            except av.FFmpegError as error:  # a damaged packet: skip it, keep decoding
+                first_error = first_error or error
+                continue
+            for frame in frames:
+                if decoded in wanted:
+                    found[decoded] = frame.to_ndarray(format="rgb24")
+                decoded += 1
+            if packet is None:
+                break
+    finally:
+        container.close()
+    return found, decoded, first_error
+
+
+def _stopped(decoded, error):
+    reason = f"only {decoded} frame(s) decode"
+    return reason + (f" (decoding stopped: {error})" if error is not None else "")
 
 
 def read_frames(path, indices):
@@ -42,65 +101,142 @@ def read_frames(path, indices):
 
     Decodes sequentially up to the last requested frame and converts only the requested ones to
     RGB (grayscale and other pixel formats are converted). Raises ``VideoReadError`` naming the
-    file if it cannot be decoded or has fewer frames than requested.
+    file if it cannot be decoded or fewer frames decode than requested; the message says how many
+    frames really decode.
     """
     indices = np.asarray(indices, dtype=np.int64).reshape(-1)
     if indices.size == 0:
         raise VideoReadError(f"{path}: no frame indices requested")
+    if indices.min() < 0:
+        raise VideoReadError(f"{path}: negative frame index {int(indices.min())} requested")
     wanted = set(indices.tolist())
-    last = int(indices.max())
-    found = {}
-    container = _open(path)
-    try:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        for position, frame in enumerate(container.decode(stream)):
-            if position in wanted:
-                found[position] = frame.to_ndarray(format="rgb24")
-            if position >= last:
-                break
-    except av.FFmpegError as error:
-        raise VideoReadError(f"{path}: decoding failed ({error})") from None
-    finally:
-        container.close()
+    found, decoded, error = _decode(path, wanted, int(indices.max()))
+    if not wanted <= found.keys():  # damaged: try again on one thread, which loses no frame
+        found, decoded, error = _decode(path, wanted, int(indices.max()), threaded=False)
     missing = sorted(wanted - found.keys())
     if missing:
-        raise VideoReadError(
-            f"{path}: frame {missing[0]} requested but the video decodes to {len(found) and max(found) + 1 or 0} frames")
+        raise VideoReadError(f"{path}: frame {missing[0]} requested but {_stopped(decoded, error)}")
     return np.stack([found[i] for i in indices.tolist()])
 
 
-def read_all_frames(path):
-    """Every frame, RGB uint8 ``(n, H, W, 3)``; raises ``VideoReadError`` for an empty or broken file."""
-    container = _open(path)
-    try:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(stream)]
-    except av.FFmpegError as error:
-        raise VideoReadError(f"{path}: decoding failed ({error})") from None
-    finally:
-        container.close()
-    if not frames:
+class _Everything:
+    def __contains__(self, item):
+        return True
+
+
+def read_all_frames(path, with_repair=False):
+    """Every frame that decodes, RGB uint8 ``(n, H, W, 3)``; raises ``VideoReadError`` when none does.
+
+    With ``with_repair``, returns ``(frames, repair)``: ``repair`` is ``(frames_decoded,
+    frames_claimed)`` when fewer frames decode than the file claims, else None.
+    """
+    claimed = count_frames(path)
+    found, decoded, error = _decode(path, _Everything(), float("inf"))
+    if decoded < claimed:  # damaged: try again on one thread, which loses no frame
+        found, decoded, error = max((found, decoded, error),
+                                    _decode(path, _Everything(), float("inf"), threaded=False),
+                                    key=lambda result: result[1])
+    if not decoded:
+        raise VideoReadError(f"{path}: no frame decodes (the file claims {claimed})"
+                             + (f": {error}" if error is not None else ""))
+    frames = np.stack([found[i] for i in range(decoded)])
+    if not with_repair:
+        return frames
+    return frames, ((decoded, claimed) if decoded < claimed else None)
+
+
+def sample_video(path, num_units, frames_per_unit, stride, training=False, seed=None):
+    """Frames of U action units sampled from a video file, repairing a partly decodable one.
+
+    The units are placed over the frame count the file claims. When decoding stops before a
+    sampled frame (a cut file, a header that claims too many frames), the units are placed again
+    over the frames that do decode.
+
+    Returns:
+        ``(frames (U·T, H, W, 3) uint8, repair)`` where ``repair`` is None, or
+        ``(frames_decoded, frames_claimed)`` when the video was re-sampled.
+    Raises:
+        ``VideoReadError`` naming ``path`` when no frame decodes.
+    """
+    from keras_v4d.data.sampling import segment_indices
+
+    claimed = count_frames(path)
+    if claimed == 0:
         raise VideoReadError(f"{path}: the video has no frames")
-    return np.stack(frames)
+    indices = segment_indices(claimed, num_units, frames_per_unit, stride, training, seed).numpy().reshape(-1)
+    wanted = set(indices.tolist())
+    found, decoded, error = _decode(path, wanted, int(indices.max()))
+    if wanted <= found.keys():
+        return np.stack([found[i] for i in indices.tolist()]), None
+    # Damaged: count the frames that decode (on one thread, which loses none), sample over them.
+    _, decoded, error = _decode(path, (), float("inf"), threaded=False)
+    if decoded == 0:
+        raise VideoReadError(f"{path}: no frame decodes (the file claims {claimed})"
+                             + (f": {error}" if error is not None else ""))
+    indices = segment_indices(decoded, num_units, frames_per_unit, stride, training, seed).numpy().reshape(-1)
+    wanted = set(indices.tolist())
+    found, again, error = _decode(path, wanted, int(indices.max()), threaded=False)
+    missing = sorted(wanted - found.keys())
+    if missing:  # cannot happen unless decoding is not reproducible
+        raise VideoReadError(f"{path}: frame {missing[0]} requested but {_stopped(again, error)}")
+    return np.stack([found[i] for i in indices.tolist()]), (decoded, claimed)
+
+
+def read_rawframe_folder(directory, num_frames, template, start_index):
+    """The JPEG files of a rawframe folder (``bytes`` each, every one decoded once to check it) and
+    the frames' size ``(H, W, 3)``.
+
+    Raises ``VideoReadError`` naming the folder when it is missing, a frame file is missing, a
+    frame is not a decodable JPEG or the frames differ in size.
+    """
+    import tensorflow as tf
+
+    from keras_v4d.data.sources import frame_names
+
+    if not os.path.isdir(directory):
+        raise VideoReadError(f"frame folder {directory} not found")
+    if num_frames < 1:
+        raise VideoReadError(f"{directory}: total_frames is {num_frames}")
+    names = frame_names(template, start_index, num_frames)
+    present = set(os.listdir(directory)) if os.sep not in template else None
+    jpegs, shape = [], None
+    for k, name in enumerate(names):
+        path = os.path.join(directory, name)
+        if not (name in present if present is not None else os.path.isfile(path)):
+            if present is not None and not present.intersection(names[k:]):
+                raise VideoReadError(f"total_frames is {num_frames} but {directory} has only {k} frame(s)")
+            raise VideoReadError(f"frame file {path} missing")
+        with open(path, "rb") as handle:
+            data = handle.read()
+        try:
+            image_shape = tuple(tf.io.decode_jpeg(data, channels=3).shape)
+        except tf.errors.OpError as error:
+            raise VideoReadError(f"frame file {path} is not a decodable JPEG ({error.message})") from None
+        if shape is not None and image_shape != shape:
+            raise VideoReadError(f"frame file {path} is {image_shape[1]}×{image_shape[0]}, "
+                                 f"the frames before it {shape[1]}×{shape[0]}")
+        shape = image_shape
+        jpegs.append(data)
+    return jpegs, shape
 
 
 CODECS = {".mp4": ("libx264", "yuv420p"), ".mkv": ("libx264", "yuv420p"), ".avi": ("mpeg4", "yuv420p"),
           ".webm": ("libvpx-vp9", "yuv420p")}
 
 
-def write_video(path, frames, fps=25, codec=None, pix_fmt=None, quality=None):
+def write_video(path, frames, fps=25, codec=None, pix_fmt=None, quality=None, faststart=False):
     """Encodes RGB uint8 ``(n, H, W, 3)`` frames (or ``(n, H, W)`` gray) to ``path``.
 
     The codec follows the extension (H.264 for .mp4/.mkv, MPEG-4 for .avi, VP9 for .webm);
-    ``quality`` is x264's CRF (lower is better).
+    ``quality`` is x264's CRF (lower is better). ``faststart``: MP4 index (``moov``) before the
+    frames, as web-ready files have it (a file cut short then still opens and claims every frame).
     """
     frames = np.asarray(frames, dtype=np.uint8)
     extension = os.path.splitext(path)[1].lower()
     default_codec, default_pix_fmt = CODECS.get(extension, ("libx264", "yuv420p"))
     codec, pix_fmt = codec or default_codec, pix_fmt or default_pix_fmt
-    with av.open(path, mode="w") as container:
+    options = {"movflags": "faststart"} if faststart else {}
+    with av.open(path, mode="w", options=options) as container:
         stream = container.add_stream(codec, rate=fps)
         stream.width, stream.height = frames.shape[2], frames.shape[1]
         stream.pix_fmt = pix_fmt
