@@ -103,6 +103,6 @@ def load_inference_model(flag_values):
         print(f"note: {checkpoint} names no classes; its 400 outputs are named with Kinetics-400's classes "
               "(pass --class_names FILE if it was trained on another dataset)", file=sys.stderr)
     if class_names is not None and len(class_names) != num_classes:
-        raise CommandError(f"{flag_values.class_names or 'the class names'} list {len(class_names)} classes but "
+        raise CommandError(f"{flag_values.class_names or 'the class names'} lists {len(class_names)} classes but "
                            f"the model {checkpoint} has {num_classes} outputs")
     return model, class_names, train_units, sampling

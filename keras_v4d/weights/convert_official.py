@@ -28,8 +28,6 @@ bottleneck), a missing or misshapen tensor, a key no layer uses. The file is rea
 import inspect
 import re
 
-import numpy as np
-
 from keras_v4d.weights.torch_layout import group_by_module, load_resnet_modules
 
 PREFIXES = ("module.base_model.", "base_model.", "module.", "")
