@@ -82,7 +82,7 @@ class VideoLevelPredictor:
         self.parts = video_parts(model)
         self.outputs_probabilities = outputs_probabilities(model)
         self.max_units = max_units
-        self.last_counts = None  # per level: distinct windows run (set by each call)
+        self.last_counts = None  # per level: (distinct windows run, units the 4D block ran on), set by each call
 
     def _in_chunks(self, fn, x):
         """``fn`` over the leading axis of ``x`` in chunks of ``max_units`` unit maps."""
@@ -97,12 +97,13 @@ class VideoLevelPredictor:
         n, k = keys.shape
         unique, inverse = np.unique(windows.reshape(n * k, -1), axis=0, return_inverse=True)
         batch = table.shape[0]
-        outputs = None
+        outputs, block_units = None, 0
         valid = unique >= 0
         left, right = np.argmax(valid, axis=1), np.argmax(valid[:, ::-1], axis=1)
         for lo, hi in sorted(set(zip(left.tolist(), right.tolist()))):
             rows = np.flatnonzero((left == lo) & (right == hi))
             ids = unique[rows][:, lo:unique.shape[1] - hi]  # (m, w) valid window ids
+            block_units += ids.size
             x = table[:, ids]  # (B, m, w, T, h, w, C)
             x = x.reshape((-1,) + x.shape[2:])  # (B·m, w, ...)
 
@@ -115,7 +116,7 @@ class VideoLevelPredictor:
             if outputs is None:
                 outputs = np.empty((batch, len(unique)) + y.shape[2:], y.dtype)
             outputs[:, rows] = y
-        return outputs, np.asarray(inverse).reshape(n, k), len(unique)
+        return outputs, np.asarray(inverse).reshape(n, k), (len(unique), block_units)
 
     def __call__(self, videos, train_units):
         videos = _numpy(videos).astype("float32")
@@ -123,7 +124,7 @@ class VideoLevelPredictor:
         combinations = unit_combinations(num_units, train_units)  # (n, K)
         table = self._in_chunks(lambda v: self.parts.n3d(v, training=False), videos)  # (B, U_infer, T, h, w, C)
         frames = table.shape[2]
-        keys, counts = combinations, [num_units]
+        keys, counts = combinations, [(num_units, 0)]
         for block, tail in zip(self.parts.blocks4d, self.parts.tails):
             table, keys, count = self._block_level(block, tail, table, keys, frames)
             counts.append(count)

@@ -28,6 +28,8 @@ def main(argv):
     if not videos:
         raise CommandError("give one or more video files: python -m keras_v4d.cli.predict --checkpoint C VIDEO...")
     model, class_names, train_units, sampling = load_inference_model(FLAGS)
+    print(f"sampling: train_units={train_units} " + " ".join(f"{k}={v}" for k, v in sampling.items()),
+          file=sys.stderr)
     failed = 0
     for path, best, error in predict_videos(model, videos, train_units=train_units, sampling=sampling,
                                             mode=FLAGS.mode, class_names=class_names, top_k=FLAGS.top_k):

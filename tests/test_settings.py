@@ -1,0 +1,101 @@
+"""Settings that travel with the weights: preprocess_input on every backend, and inference defaults
+taken from what the training tool saved."""
+
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+import keras_v4d
+from keras_v4d.settings import DEFAULTS, inference_settings, load_settings, save_settings
+
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406])
+IMAGENET_STD = np.array([0.229, 0.224, 0.225])
+
+
+@pytest.mark.backend_agnostic
+def test_preprocess_input_equals_the_pipeline_normalisation_and_the_formula():
+    import tensorflow as tf
+
+    from keras_v4d.data import normalize_imagenet
+
+    frames = np.random.default_rng(0).integers(0, 256, (2, 3, 8, 8, 3), dtype=np.uint8)
+    ours = keras.ops.convert_to_numpy(keras_v4d.preprocess_input(frames))  # the active backend's tensor
+    pipeline = next(iter(tf.data.Dataset.from_tensors(frames).map(normalize_imagenet))).numpy()
+    formula = (frames / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
+    assert ours.dtype == np.float32 and pipeline.dtype == np.float32
+    np.testing.assert_allclose(ours, formula, atol=1e-5)
+    np.testing.assert_allclose(ours, pipeline, atol=1e-6)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(keras_v4d.preprocess_input(frames.astype("float32"))),
+                               ours, atol=1e-6)
+    with pytest.raises(ValueError, match="3 channels"):
+        keras_v4d.preprocess_input(np.zeros((2, 4, 4, 1)))
+
+
+def _model(**kwargs):
+    return keras_v4d.TSNResNet18(classes=3, **kwargs)
+
+
+def test_inference_settings_precedence_and_conflicts(tmp_path):
+    model = _model()
+    units, sampling = inference_settings(model)  # nothing saved: the paper's test protocol
+    assert units == DEFAULTS["train_units"]
+    assert sampling == dict(num_units=10, frames_per_unit=4, stride=8, crop_size=256, short_side=256, num_crops=3)
+    save_settings(tmp_path, dict(train_units=2, frames_per_unit=2, stride=4, crop_size=32, short_side=40))
+    saved = load_settings(tmp_path / "last.keras")
+    units, sampling = inference_settings(model, saved)
+    assert units == 2 and sampling["stride"] == 4 and sampling["frames_per_unit"] == 2
+    assert sampling["short_side"] == 40 and sampling["crop_size"] == 40  # fully convolutional: crop = short side
+    units, sampling = inference_settings(model, saved, stride=8, train_units=3)  # explicit values win
+    assert units == 3 and sampling["stride"] == 8
+    fixed = _model(input_shape=(None, 4, None, None, 3))
+    with pytest.raises(ValueError, match="saved settings' frames_per_unit=2.*takes T=4"):
+        inference_settings(fixed, saved)
+    with pytest.raises(ValueError, match="frames_per_unit=8.*takes T=4"):
+        inference_settings(fixed, frames_per_unit=8)
+    with pytest.raises(ValueError, match="num_units 3 is below train_units 4"):
+        inference_settings(model, num_units=3)
+    with pytest.raises(ValueError, match="unknown settings"):
+        save_settings(tmp_path, dict(strides=4))
+
+
+def _run(module, *args):
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.run([sys.executable, "-m", f"keras_v4d.cli.{module}", *map(str, args)], env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_trained_settings_are_the_defaults_of_evaluate_and_predict(tmp_path):
+    from keras_v4d.data import write_video
+
+    rng = np.random.default_rng(0)
+    lines = []
+    for i in range(4):
+        write_video(str(tmp_path / f"v{i}.mp4"), rng.integers(0, 255, (40, 32, 32, 3), dtype=np.uint8))
+        lines.append(f"v{i}.mp4 {i % 2}")
+    (tmp_path / "list.txt").write_text("\n".join(lines) + "\n")
+    run = tmp_path / "run"
+    trained = _run("train", "--model=TSNResNet18", f"--train={tmp_path / 'list.txt'}", "--num_classes=2",
+                   f"--output={run}", "--epochs=1", "--batch_size=2", "--num_units=4", "--frames_per_unit=2",
+                   "--stride=4", "--crop_size=32", "--short_side=32")
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    saved = json.loads((run / "settings.json").read_text())
+    assert saved["stride"] == 4 and saved["train_units"] == 4 and saved["frames_per_unit"] == 2
+
+    evaluated = _run("evaluate", f"--checkpoint={run / 'last.keras'}", f"--data={tmp_path / 'list.txt'}",
+                     f"--output={tmp_path / 'eval'}", "--noprogress", "--num_crops=1")
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert (metrics["stride"], metrics["train_units"], metrics["frames_per_unit"]) == (4, 4, 2)
+    assert (metrics["crop_size"], metrics["short_side"], metrics["num_units"]) == (32, 32, 10)
+
+    predicted = _run("predict", f"--checkpoint={run / 'last.keras'}", "--num_crops=1", tmp_path / "v0.mp4")
+    assert predicted.returncode == 0, predicted.stderr[-3000:]
+    assert "train_units=4" in predicted.stderr and "stride=4" in predicted.stderr
+    overridden = _run("predict", f"--checkpoint={run / 'last.keras'}", "--num_crops=1", "--stride=2",
+                      tmp_path / "v0.mp4")
+    assert overridden.returncode == 0 and "stride=2" in overridden.stderr
