@@ -1,8 +1,10 @@
 """Input pipeline throughput at the Mini-Kinetics setting vs the V4D-R18 training step rate.
 
-Generates 320×256 H.264 videos of ~300 frames, converts them to TFRecords, then measures
-videos/s of ``video_dataset`` (U=4, T=4, stride 8, 224 crops, training mode) from video files
-and from TFRecords, and the V4D-R18 training step rate (videos/s) in the same run.
+Generates 320×256 H.264 videos of ~300 frames, converts them to TFRecords and extracts their
+frames into rawframe folders (``img_00001.jpg …``, JPEG quality 90, as TSN/MMAction2 datasets
+come), then measures videos/s of ``video_dataset`` (U=4, T=4, stride 8, 224 crops, training mode)
+from video files, from TFRecords and from rawframes, and the V4D-R18 training step rate
+(videos/s) in the same run.
 Run: ``python benchmarks/input_pipeline.py [--videos N]``.
 """
 
@@ -19,7 +21,9 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import keras_v4d  # noqa: E402
-from keras_v4d.data import read_annotations, video_dataset, write_video  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from keras_v4d.data import read_all_frames, read_annotations, video_dataset, write_video  # noqa: E402
 from keras_v4d.data.convert import convert  # noqa: E402
 
 SETTING = dict(num_units=4, frames_per_unit=4, stride=8, crop_size=224, short_side=256)
@@ -38,6 +42,26 @@ def make_videos(folder, count, frames=300):
     with open(os.path.join(folder, "list.txt"), "w") as handle:
         handle.write("\n".join(lines) + "\n")
     return os.path.join(folder, "list.txt")
+
+
+def make_rawframes(folder, listing, quality=90):
+    """Every frame of every listed video as ``rawframes/<name>/img_00001.jpg …``; returns the list."""
+    lines = []
+    for line in open(listing).read().split("\n"):
+        if not line.strip():
+            continue
+        name, label = line.split()
+        frames = read_all_frames(os.path.join(folder, name))
+        target = os.path.join(folder, "rawframes", os.path.splitext(name)[0])
+        os.makedirs(target)
+        for k, frame in enumerate(frames, 1):
+            with open(os.path.join(target, f"img_{k:05d}.jpg"), "wb") as handle:
+                handle.write(tf.io.encode_jpeg(frame, quality=quality).numpy())
+        lines.append(f"rawframes/{os.path.splitext(name)[0]} {len(frames)} {label}")
+    path = os.path.join(folder, "rawframes.txt")
+    with open(path, "w") as handle:
+        handle.write("\n".join(lines) + "\n")
+    return path
 
 
 def videos_per_second(dataset, batch_size, batches):
@@ -75,11 +99,14 @@ def main():
         files_rate = videos_per_second(video_dataset(listing, **common), args.batch_size, args.batches)
         records_rate = videos_per_second(video_dataset(os.path.join(folder, "records"), **common),
                                          args.batch_size, args.batches)
+        rawframes_rate = videos_per_second(video_dataset(make_rawframes(folder, listing), **common),
+                                           args.batch_size, args.batches)
     step_rate = train_step_rate(args.batch_size, 3)
     print(f"setting: U=4 T=4 stride 8, 320×256 H.264 videos of 300 frames, 224² crops, batch {args.batch_size}, "
           f"{os.cpu_count()} CPU cores")
     print(f"V4D-R18 training step:   {step_rate:7.2f} videos/s")
     print(f"TFRecord pipeline:       {records_rate:7.2f} videos/s  ({records_rate / step_rate:5.1f}× the step rate)")
+    print(f"rawframe pipeline:       {rawframes_rate:7.2f} videos/s  ({rawframes_rate / step_rate:5.1f}× the step rate)")
     print(f"video-file pipeline:     {files_rate:7.2f} videos/s  ({files_rate / step_rate:5.1f}× the step rate)")
     sys.stdout.flush()
 

@@ -4,17 +4,34 @@ import tensorflow as tf
 
 from keras_v4d.data import segment_indices, unit_span
 
-# (num_frames, U, T, stride) -> expected evaluation indices, worked out by hand from V4D §3.1:
-# sections [⌊i·n/U⌋, ⌊(i+1)·n/U⌋), unit centred in its section, indices clamped to the video.
+# (num_frames, U, T, stride) -> expected evaluation indices, worked out by hand from SPEC §6 (the
+# official TSN-derived loader's centring): span = (T-1)·τ + 1, tick = (n - span + 1) / U, unit u
+# starts at int(tick/2 + tick·u); a video shorter than a unit starts every unit at 0; indices are
+# clamped to the video. E.g. n=300, U=4, T=4, τ=8: span 25, tick 69, starts 34, 103, 172, 241.
 EVAL_CASES = [
-    ((300, 4, 4, 8), [[25, 33, 41, 49], [100, 108, 116, 124], [175, 183, 191, 199], [250, 258, 266, 274]]),
-    ((16, 4, 2, 1), [[1, 2], [5, 6], [9, 10], [13, 14]]),
-    ((10, 3, 2, 2), [[0, 2], [3, 5], [6, 8]]),
-    ((20, 4, 4, 8), [[0, 0, 6, 14], [0, 3, 11, 19], [0, 8, 16, 19], [5, 13, 19, 19]]),  # n < T·τ
-    ((3, 4, 1, 1), [[0], [0], [1], [2]]),                                                # n < U
+    ((300, 4, 4, 8), [[34, 42, 50, 58], [103, 111, 119, 127], [172, 180, 188, 196], [241, 249, 257, 265]]),
+    ((16, 4, 2, 1), [[1, 2], [5, 6], [9, 10], [13, 14]]),                                # tick 3.75
+    ((10, 3, 2, 2), [[1, 3], [4, 6], [6, 8]]),                                           # tick 8/3
+    ((20, 4, 4, 8), [[0, 8, 16, 19]] * 4),                                               # n < T·τ
+    ((3, 4, 1, 1), [[0], [1], [1], [2]]),                                                # n < U: tick 0.75
     ((1, 2, 3, 4), [[0, 0, 0], [0, 0, 0]]),
     ((0, 2, 2, 1), [[0, 0], [0, 0]]),                                                    # empty: no crash
 ]
+
+
+def official_test_starts(num_frames, num_units, frames_per_unit, stride):
+    """The official loader's test-time offsets, written as its Python (float64) code computes them."""
+    tick = (num_frames - ((frames_per_unit - 1) * stride + 1) + 1) / float(num_units)
+    return [int(tick / 2.0 + tick * x) for x in range(num_units)]
+
+
+@pytest.mark.parametrize("num_frames", [25, 26, 27, 31, 64, 99, 100, 101, 250, 299, 300, 301, 1000, 12345])
+@pytest.mark.parametrize("units, frames, stride", [(4, 4, 8), (10, 4, 8), (3, 8, 2), (7, 1, 1)])
+def test_evaluation_starts_match_the_official_loader(num_frames, units, frames, stride):
+    if num_frames < (frames - 1) * stride + 1:
+        pytest.skip("shorter than a unit")
+    starts = segment_indices(num_frames, units, frames, stride, training=False).numpy()[:, 0]
+    assert starts.tolist() == official_test_starts(num_frames, units, frames, stride)
 
 
 @pytest.mark.parametrize("args, expected", EVAL_CASES)

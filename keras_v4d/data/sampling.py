@@ -15,12 +15,14 @@ def unit_span(frames_per_unit, stride):
 def segment_indices(num_frames, num_units, frames_per_unit, stride, training, seed=None):
     """Frame indices of ``num_units`` action units spread over a whole video.
 
-    The frames are split into U equal sections ``[⌊i·n/U⌋, ⌊(i+1)·n/U⌋)``. Each unit is
-    ``frames_per_unit`` frames at ``stride``. Training: the unit starts at a uniformly random
-    frame of its section such that it stays inside the section (if the section is shorter than
-    the unit, it starts anywhere in its section). Evaluation: the unit is centred in its section.
-    Indices outside the video are clamped to its first/last frame, so short videos repeat their
-    end frames (and keep the units' order) instead of failing.
+    Each unit is ``frames_per_unit`` frames at ``stride``, spanning ``span = (T-1)·τ + 1`` frames.
+    Training: the frames are split into U equal sections ``[⌊i·n/U⌋, ⌊(i+1)·n/U⌋)``; the unit
+    starts at a uniformly random frame of its section such that it stays inside the section (if
+    the section is shorter than the unit, it starts anywhere in its section). Evaluation: the
+    centring of the official (TSN-derived) loader (SPEC §6): ``tick = (n - span + 1) / U`` in
+    float64, unit u starts at ``int(tick/2 + tick·u)``; a video shorter than a unit (tick < 0)
+    starts every unit at frame 0. Indices outside the video are clamped to its first/last frame,
+    so short videos repeat their end frames instead of failing.
 
     Args:
         num_frames: int or scalar int tensor, frames in the video (0 gives all-zero indices).
@@ -48,6 +50,8 @@ def segment_indices(num_frames, num_units, frames_per_unit, stride, training, se
         choices = tf.cast(last_start - first + 1, tf.float32)
         starts = first + tf.minimum(tf.cast(draw * choices, tf.int32), last_start - first)
     else:
-        starts = first + tf.math.floordiv(length - span, 2)
+        tick = tf.maximum(tf.cast(n - span + 1, tf.float64) / float(num_units), 0.0)
+        units = tf.range(num_units, dtype=tf.float64)
+        starts = tf.cast(tf.math.floor(tick / 2.0 + tick * units), tf.int32)
     indices = starts[:, None] + tf.range(frames_per_unit, dtype=tf.int32)[None, :] * stride
     return tf.clip_by_value(indices, 0, tf.maximum(n - 1, 0))
