@@ -11,6 +11,7 @@ shapes). TFLite variants: ``float32``, ``dynamic`` (dynamic-range int8 weights),
 
 
 import numpy as np
+import tensorflow as tf
 
 from keras_v4d.models.preprocessing import preprocess_input
 
@@ -18,8 +19,6 @@ TFLITE_VARIANTS = ("float32", "dynamic", "fp16")
 
 
 def _serving_function(model, input_shape):
-    import tensorflow as tf
-
     @tf.function(input_signature=[tf.TensorSpec((None,) + tuple(input_shape), tf.uint8, name="video")])
     def serve(video):
         x = preprocess_input(video)
@@ -36,8 +35,6 @@ def export_saved_model(model, path, num_units=None, frames_per_unit=None, spatia
 
     Dimensions left ``None`` (and not fixed by the model) stay free in the signature.
     """
-    import tensorflow as tf
-
     shape = _input_shape(model, num_units, frames_per_unit, spatial_size)
     module = tf.Module()
     module.model = model
@@ -48,8 +45,6 @@ def export_saved_model(model, path, num_units=None, frames_per_unit=None, spatia
 
 def export_tflite(model, path, num_units, frames_per_unit, spatial_size, variant="float32"):
     """Writes a TFLite flatbuffer for uint8 input ``(1, U, T, S, S, 3)``; returns ``path``."""
-    import tensorflow as tf
-
     if variant not in TFLITE_VARIANTS:
         raise ValueError(f"`variant` must be one of {TFLITE_VARIANTS}, got {variant!r}")
     shape = _input_shape(model, num_units, frames_per_unit, spatial_size)

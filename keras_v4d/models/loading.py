@@ -8,6 +8,8 @@ variable shapes differ from the file's, before Keras would fail with a bare shap
 import os
 import re
 
+import h5py
+
 
 
 class WeightsMismatchError(ValueError):
@@ -22,8 +24,6 @@ def _snake_case(name):
 
 def _h5_layer_shapes(path):
     """``{layer key: sorted variable shapes}`` of a Keras 3 ``.weights.h5`` file."""
-    import h5py
-
     try:
         handle = h5py.File(path, "r")
     except OSError as error:
