@@ -93,13 +93,21 @@ def bad_video_message(error):
     return message.split("\n")[0].split(" [[{{node")[0].strip() or text
 
 
+def _repair_reason(entry):
+    if isinstance(entry, (list, tuple)) and len(entry) == 3:  # (video, frames decoded, frames claimed)
+        return str(entry[0]), f"only {entry[1]} of the {entry[2]} frames it claims decode; units sampled over those"
+    if isinstance(entry, (list, tuple)):
+        return str(entry[0]), " ".join(str(x) for x in entry[1:])
+    return str(entry), ""
+
+
 def skip_log_lists(skip_log):
-    """``(unreadable, repaired)``: lists of ``(video, reason)`` from a pipeline's ``SkipLog``."""
-    unreadable = [(str(entry[0]), str(entry[1])) for entry in skip_log.entries]
+    """``(skipped, repaired)``: lists of ``(video, reason)`` from a pipeline's ``SkipLog`` (``entries``
+    and, for partly decodable videos that were used, ``repaired``)."""
+    skipped = [(str(entry[0]), str(entry[1])) for entry in list(skip_log.entries)]
     repaired = getattr(skip_log, "repaired", None)
-    repaired = [(str(e[0]), str(e[1])) if isinstance(e, (list, tuple)) else (str(e), "")
-                for e in repaired] if isinstance(repaired, (list, tuple)) else []
-    return unreadable, repaired
+    repaired = [_repair_reason(entry) for entry in list(repaired)] if isinstance(repaired, (list, tuple)) else []
+    return skipped, repaired
 
 
 def write_report(output, metrics, rows, ids, y_true, scores, unreadable=(), repaired=()):

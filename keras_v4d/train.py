@@ -5,20 +5,48 @@ checkpoints every epoch under ``output`` and resumes from the last completed epo
 again; ``settings.json`` beside the checkpoints records the sampling (U, T, τ, crop, short side,
 class names) that ``predict``, ``evaluate`` and ``export`` then take as their defaults. The
 command-line tool is ``python -m keras_v4d.cli.train``.
+
+Start-up does not depend on the dataset's size: the steps of an epoch come from the source's size
+(annotation lines, records counted from the shards' index), never from decoding it. Damaged videos
+do not stop a run: they are skipped (or, decoded only partly, repaired) by the input pipeline,
+counted per epoch in the log, ``history.csv`` and TensorBoard and listed in ``skipped.csv``; an
+epoch with skipped videos ends early (the log says so) rather than repeating data.
 """
 
+import logging
 import os
+import sys
+import warnings
 
 from keras_v4d.settings import save_settings
 from keras_v4d.training import PAPER_DECAY_EPOCHS
 
 STRATEGIES = ("default", "mirrored", "multiworker")
+logger = logging.getLogger("keras_v4d.train")
+
+
+def source_size(dataset, source):
+    """Number of videos of a training ``source`` without decoding any: the dataset's ``num_videos``
+    when the pipeline knows it, else the entries of a video-file source, else the records of the
+    TFRecord shards (read, not parsed or decoded)."""
+    num_videos = getattr(dataset, "num_videos", None)
+    if num_videos is not None:
+        return int(num_videos)
+    from keras_v4d.data import VideoFiles, resolve_source
+
+    resolved = resolve_source(source)
+    if isinstance(resolved, VideoFiles):
+        return len(resolved)
+    import tensorflow as tf
+
+    logger.warning("counting the records of %d TFRecord shard(s) (read, not decoded)", len(resolved.files))
+    return int(tf.data.TFRecordDataset(resolved.files).reduce(0, lambda count, _: count + 1))
 
 
 def train(model_name="V4DResNet18", train_data=None, output=None, *, val_data=None, num_classes=None, epochs=100,
           batch_size=8, num_units=4, frames_per_unit=4, stride=8, crop_size=224, short_side=256, lr=0.01,
           weight_decay=1e-5, decay_epochs=PAPER_DECAY_EPOCHS, strategy="default", mixed_precision=False,
-          init_weights=None, verbose=2):
+          init_weights=None, verbose="auto", tensorboard=True, strict=False, callbacks=None):
     """Trains ``model_name`` on ``train_data`` and returns the Keras ``History``.
 
     Args:
@@ -32,8 +60,15 @@ def train(model_name="V4DResNet18", train_data=None, output=None, *, val_data=No
         strategy: ``"default"``, ``"mirrored"`` (all local GPUs) or ``"multiworker"`` (TF_CONFIG hosts).
         mixed_precision: ``mixed_float16`` on a GPU, ``mixed_bfloat16`` otherwise.
         init_weights: optional ``.weights.h5`` to start from (e.g. a 3D backbone).
+        verbose: ``"auto"``: a progress bar per epoch when stdout is a terminal (1), one line per
+            epoch otherwise (2), as in CI logs; or Keras' 0, 1, 2.
+        tensorboard: write TensorBoard logs under ``output/tensorboard`` (loss, top-1, top-5,
+            mean-class accuracy, learning rate, skipped/repaired videos per epoch).
+        strict: stop at the first bad training sample with an error naming it, instead of skipping it.
+        callbacks: more Keras callbacks for ``fit``.
     Raises:
-        ValueError naming the argument or file at fault.
+        ValueError naming the argument or file at fault; with ``strict``, ``BadVideoError`` naming the
+        first video that cannot be read.
     """
     import keras
     import tensorflow as tf
@@ -56,18 +91,22 @@ def train(model_name="V4DResNet18", train_data=None, output=None, *, val_data=No
             "mixed_float16" if tf.config.list_physical_devices("GPU") else "mixed_bfloat16")
     sampling = dict(num_units=num_units, frames_per_unit=frames_per_unit, stride=stride, crop_size=crop_size,
                     short_side=short_side, batch_size=batch_size)
-    train_set = video_dataset(train_data, training=True, num_classes=num_classes, **sampling)
+    train_set = video_dataset(train_data, training=True, num_classes=num_classes, strict=strict, **sampling)
     num_classes = num_classes or len(train_set.class_names or [])
     if not num_classes:
         raise ValueError("num_classes is required when the dataset has no class names")
     if train_set.class_names and len(train_set.class_names) != num_classes:
         raise ValueError(f"{train_data} has {len(train_set.class_names)} classes but num_classes is {num_classes}")
-    val_set = None
-    if val_data:
-        val_set = single_view(video_dataset(val_data, training=False, num_classes=num_classes, **sampling))
-    steps_per_epoch = sum(1 for _ in train_set.take(100_000))
+    val_set = val_skip_log = None
+    if val_data:  # validation goes on past unreadable videos too (counted as val_skipped)
+        val_videos = video_dataset(val_data, training=False, num_classes=num_classes, strict=strict, **sampling)
+        val_skip_log, val_set = val_videos.skip_log, single_view(val_videos)
+    num_videos = source_size(train_set, train_data)
+    steps_per_epoch = num_videos // batch_size  # from the source's size: nothing is decoded to count
     if steps_per_epoch == 0:
-        raise ValueError(f"{train_data}: fewer usable videos than one batch of {batch_size}")
+        raise ValueError(f"{train_data}: {num_videos} video(s), fewer than one batch of {batch_size}")
+    if verbose == "auto":
+        verbose = 1 if sys.stdout.isatty() else 2
     os.makedirs(output, exist_ok=True)
     settings = dict(train_units=num_units, frames_per_unit=frames_per_unit, stride=stride, crop_size=crop_size,
                     short_side=short_side, class_names=list(train_set.class_names or []) or None)
@@ -85,8 +124,38 @@ def train(model_name="V4DResNet18", train_data=None, output=None, *, val_data=No
         compile_for_training(model, steps_per_epoch, base_lr=lr, weight_decay=weight_decay,
                              decay_epochs=[int(e) for e in decay_epochs])
     prepare_fit(model, train_set, distribution)
-    history = model.fit(train_set, validation_data=val_set, epochs=epochs, callbacks=training_callbacks(output),
-                        verbose=verbose)
-    if train_set.skip_log.count:
-        print(train_set.skip_log.summary())
+    print(f"{num_videos} training videos, {steps_per_epoch} steps per epoch of {batch_size}", flush=True)
+    callbacks = training_callbacks(output, steps_per_epoch=steps_per_epoch, skip_log=train_set.skip_log,
+                                   val_skip_log=val_skip_log, tensorboard=tensorboard) + list(callbacks or [])
+    # The epoch is the dataset's end (no steps_per_epoch): videos skipped on the way shorten it.
+    try:
+        with warnings.catch_warnings():
+            # Keras says this at the end of every first epoch of a dataset of unknown length, which is
+            # how the epoch ends here; DataReport says when an epoch really ended early.
+            warnings.filterwarnings("ignore", message="Your input ran out of data", category=UserWarning)
+            history = model.fit(train_set, validation_data=val_set, epochs=epochs, callbacks=callbacks,
+                                verbose=verbose, shuffle=False)  # the pipeline shuffles
+    except tf.errors.OpError as error:  # strict mode: the pipeline's BadVideoError, wrapped by TensorFlow
+        from keras_v4d.data import BadVideoError
+        from keras_v4d.evaluate import bad_video_message
+
+        message = bad_video_message(error)
+        if message is None:
+            raise
+        raise BadVideoError(message) from None
+    _print_skip_summary(train_set.skip_log, val_skip_log, output)
     return history
+
+
+def _print_skip_summary(skip_log, val_skip_log, output):
+    from keras_v4d.training import skip_counts
+
+    parts = []
+    for name, log in (("training", skip_log), ("validation", val_skip_log)):
+        if log is not None:
+            skipped, repaired = skip_counts(log)
+            if skipped or repaired:
+                parts.append(f"{name}: {skipped} skipped, {repaired} repaired")
+    if parts:
+        print(f"data over this run ({'; '.join(parts)}; a video counts once per epoch it was read): "
+              f"{os.path.join(output, 'skipped.csv')}", flush=True)

@@ -6,7 +6,6 @@ import os
 import subprocess
 import sys
 
-import av
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -14,6 +13,7 @@ import tensorflow as tf
 from keras_v4d.data import eval_transform, load_video_views, segment_indices, write_video
 from keras_v4d.inference import video_level_predict
 from keras_v4d.models import build_resnet3d
+from tests.damaged import decodable_frames, write_cut_faststart_mp4
 
 SAMPLING = ["--num_units=4", "--train_units=2", "--frames_per_unit=2", "--stride=2", "--crop_size=32",
             "--short_side=32", "--num_crops=3"]
@@ -69,47 +69,6 @@ def test_evaluate_writes_video_level_metrics_and_per_class_accuracy(trained, tmp
         assert predicted[f"{name}/{path.name}"] == (row.argmax(), pytest.approx(row.max(), abs=1e-4))
 
 
-def _top_level_boxes(path):
-    """The MP4 top-level box types in file order (read independently of any video library)."""
-    data, boxes, at = path.read_bytes(), [], 0
-    while at + 8 <= len(data):
-        size = int.from_bytes(data[at:at + 4], "big")
-        boxes.append(data[at + 4:at + 8].decode("latin-1"))
-        if size < 8:
-            break
-        at += size
-    return boxes
-
-
-def write_cut_faststart_mp4(path, frames, keep=0.7):
-    """An H.264 mp4 with its index (moov) at the front, then cut to ``keep`` of its bytes: the header
-    still claims every frame, only the first part of them decodes (a download that stopped)."""
-    with av.open(str(path), "w", options={"movflags": "faststart"}) as container:
-        stream = container.add_stream("libx264", rate=25)
-        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
-        stream.options = {"crf": "18", "preset": "veryfast"}
-        for frame in frames:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-        container.mux(stream.encode())
-    boxes = _top_level_boxes(path)
-    assert boxes.index("moov") < boxes.index("mdat"), boxes  # faststart: the index survives the cut
-    data = path.read_bytes()
-    path.write_bytes(data[:int(keep * len(data))])
-
-
-def _decodable_frames(path):
-    """Every frame PyAV can decode before the data ends (errors at the cut end the loop)."""
-    frames = []
-    with av.open(str(path)) as container:
-        claimed = container.streams.video[0].frames
-        try:
-            for frame in container.decode(video=0):
-                frames.append(frame.to_ndarray(format="rgb24"))
-        except av.FFmpegError:
-            pass
-    return np.stack(frames), claimed
-
-
 @pytest.fixture(scope="module")
 def damaged_list(trained):
     """An annotation list of ten: eight good videos, a faststart mp4 cut at 70 % and a garbage file."""
@@ -140,7 +99,7 @@ def test_evaluate_goes_on_past_damaged_videos_and_lists_the_unreadable(trained, 
     assert [row["video"] for row in unreadable] == ["garbage.mp4"] and unreadable[0]["reason"]
     # Independent truth: good files loaded one by one; the cut file decoded here with PyAV up to where
     # it breaks (fewer frames than its header claims) and sampled over the frames that did decode.
-    decoded, claimed = _decodable_frames(root / "cut.mp4")
+    decoded, claimed = decodable_frames(root / "cut.mp4")
     assert 0 < len(decoded) < claimed == 40
     indices = segment_indices(len(decoded), 4, 2, 2, training=False).numpy().reshape(-1)
     cut_views = tf.reshape(eval_transform(tf.constant(decoded[indices]), 32, 32, 3), (3, 4, 2, 32, 32, 3))

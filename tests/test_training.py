@@ -1,17 +1,24 @@
 import csv
+import glob
 import os
+import pty
 import signal
 import subprocess
 import sys
+import threading
 import time
 
+import av
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import keras_v4d
 from keras_v4d.data import write_video
-from keras_v4d.training import MeanClassAccuracy, compile_for_training, paper_learning_rate, paper_optimizer
+from keras_v4d.training import (
+    EpochProgress, MeanClassAccuracy, compile_for_training, paper_learning_rate, paper_optimizer, training_callbacks)
+from tests.damaged import write_cut_faststart_mp4
 
 
 def test_paper_learning_rate_drops_by_ten_at_35_60_80():
@@ -74,7 +81,7 @@ def _epochs_logged(output):
 def test_killed_training_resumes_from_its_last_checkpoint(tiny_dataset, tmp_path):
     output, epochs = str(tmp_path / "run"), 5
     env = {**os.environ, "KERAS_BACKEND": "tensorflow"}
-    first = subprocess.Popen(_train_command(tiny_dataset, output, epochs), env=env,
+    first = subprocess.Popen(_train_command(tiny_dataset, output, epochs) + ["--notensorboard"], env=env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     while len(_epochs_logged(output)) < 2 and first.poll() is None and time.time() < deadline:
@@ -84,9 +91,12 @@ def test_killed_training_resumes_from_its_last_checkpoint(tiny_dataset, tmp_path
     first.wait()
     done_before_kill = len(_epochs_logged(output))
     assert 2 <= done_before_kill < epochs
-    second = subprocess.run(_train_command(tiny_dataset, output, epochs), env=env, capture_output=True,
-                            text=True, timeout=300)
+    second = subprocess.run(_train_command(tiny_dataset, output, epochs) + ["--notensorboard"], env=env,
+                            capture_output=True, text=True, timeout=300)
     assert second.returncode == 0, second.stderr[-2000:]
+    # Not a terminal (as in CI): one line per epoch, no progress bar.
+    assert "━" not in second.stdout and "\r" not in second.stdout
+    assert not os.path.exists(os.path.join(output, "tensorboard"))  # --notensorboard
     started_at = int(second.stdout.split("Epoch ", 1)[1].split("/", 1)[0])
     assert started_at > done_before_kill  # resumed, did not start over at epoch 1
     assert _epochs_logged(output)[-1] == epochs - 1  # same number of completed epochs as an uninterrupted run
@@ -101,3 +111,122 @@ def test_train_cli_rejects_bad_arguments(tiny_dataset, tmp_path):
     missing = subprocess.run(_train_command(tmp_path / "nope.txt", tmp_path, 1), capture_output=True, text=True,
                              timeout=120)
     assert missing.returncode == 2 and "nope.txt" in missing.stderr
+
+
+def test_train_reaches_its_first_step_without_decoding_the_dataset(tiny_dataset, tmp_path, monkeypatch):
+    """A list of 3,000 entries (four real files, repeated): the first step comes after a few decodes."""
+    entries = [line for line in tiny_dataset.read_text().splitlines() if line.strip()]
+    listing = tiny_dataset.parent / "big_list.txt"
+    listing.write_text("\n".join(entries * 750) + "\n")
+    opened = []
+    real_open = av.open
+    monkeypatch.setattr(av, "open", lambda *args, **kwargs: opened.append(args[0]) or real_open(*args, **kwargs))
+
+    class FirstStep(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.opened_at_start = len(opened)
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.opened_by_first_step = len(opened)
+            self.model.stop_training = True  # one step is all this test needs
+
+    probe = FirstStep()
+    keras_v4d.train.train("TSNResNet18", str(listing), str(tmp_path / "run"), num_classes=2, epochs=1, batch_size=2,
+                          num_units=2, frames_per_unit=2, stride=2, crop_size=32, short_side=32, verbose=0,
+                          tensorboard=False, callbacks=[probe])
+    # The old start-up decoded all 3,000 videos (two opens each) to count the steps before training
+    # began; now nothing is read to start, and by the end of the first step only the first batch and
+    # what the pipeline prefetched.
+    assert probe.opened_at_start < 20, probe.opened_at_start
+    assert 0 < probe.opened_by_first_step < 200, probe.opened_by_first_step
+    assert len(opened) < 400
+
+
+def test_callbacks_show_progress_against_the_source_size_and_tensorboard_is_optional(tmp_path):
+    progress = EpochProgress(steps_per_epoch=5)
+    progress.set_params({"verbose": 2, "epochs": 1, "steps": None})  # a filtered tf.data pipeline: unknown
+    assert progress.target == 5
+    with_tensorboard = training_callbacks(str(tmp_path), steps_per_epoch=5)
+    assert isinstance(with_tensorboard[0], EpochProgress) and with_tensorboard[0].expected_steps == 5
+    (board,) = [c for c in with_tensorboard if isinstance(c, keras.callbacks.TensorBoard)]
+    assert board.log_dir == str(tmp_path / "tensorboard")
+    without = training_callbacks(str(tmp_path), steps_per_epoch=5, tensorboard=False)
+    assert not any(isinstance(c, keras.callbacks.TensorBoard) for c in without)
+
+
+def _tensorboard_scalars(folder):
+    """``{tag: [(step, value), ...]}`` read back from the event files with TensorBoard's own reader."""
+    from tensorboard.backend.event_processing import event_accumulator
+
+    accumulator = event_accumulator.EventAccumulator(str(folder), size_guidance={event_accumulator.TENSORS: 0})
+    accumulator.Reload()
+    return {tag: [(event.step, float(tf.make_ndarray(event.tensor_proto))) for event in accumulator.Tensors(tag)]
+            for tag in accumulator.Tags()["tensors"]}
+
+
+def _run_on_a_terminal(command, env, timeout=300):
+    """Runs ``command`` with stdout on a pseudo-terminal (``isatty()`` is true there); returns
+    ``(return code, what the terminal showed, stderr)``."""
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(command, env=env, stdout=follower, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    os.close(follower)
+    shown = []
+
+    def read():
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:  # EIO: the process closed the terminal
+                break
+            if not chunk:
+                break
+            shown.append(chunk)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    stderr = process.stderr.read().decode(errors="replace")
+    process.wait(timeout=timeout)
+    reader.join(timeout=10)
+    os.close(leader)
+    return process.returncode, b"".join(shown).decode(errors="replace"), stderr
+
+
+def test_train_on_a_terminal_shows_progress_writes_tensorboard_and_counts_damaged_videos(tiny_dataset, tmp_path):
+    root = tiny_dataset.parent
+    good = [line for line in tiny_dataset.read_text().splitlines() if line.strip()]
+    # Cut to 35 %: fewer frames decode than the first of U=2 sections of the 40 claimed, so every random
+    # training sample needs frames past the cut and the video is repaired in every epoch.
+    write_cut_faststart_mp4(root / "cut.mp4", np.random.default_rng(2).integers(0, 255, (40, 32, 32, 3), np.uint8),
+                            keep=0.35)
+    (root / "garbage.mp4").write_bytes(np.random.default_rng(3).integers(0, 255, 4000, np.uint8).tobytes())
+    listing = root / "damaged.txt"  # 7 entries → 3 expected steps of 2; 5 usable videos give only 2
+    listing.write_text("\n".join(good[:2] + ["garbage.mp4 0", "cut.mp4 1"] + good[2:] + ["missing.mp4 1"]) + "\n")
+    output = tmp_path / "run"
+    command = _train_command(listing, output, 2) + [f"--val={tiny_dataset}"]
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "1"}  # TF errors stay visible
+    code, shown, stderr = _run_on_a_terminal(command, env)
+    assert code == 0, stderr[-3000:]
+    assert "━" in shown and "\r" in shown, shown[-2000:]  # Keras' progress bar, redrawn in place
+    assert "7 training videos, 3 steps per epoch" in shown
+    assert "epoch 1: ended after 2 of 3 expected steps" in shown and "2 video(s) skipped, 1 repaired" in shown
+    with open(output / "history.csv") as handle:
+        history = list(csv.DictReader(handle))
+    assert [(int(r["skipped"]), int(r["repaired"]), int(r["val_skipped"])) for r in history] == [(2, 1, 0)] * 2
+    assert [float(r["learning_rate"]) for r in history] == pytest.approx([0.01, 0.01])
+    with open(output / "skipped.csv") as handle:
+        listed = list(csv.DictReader(handle))
+    assert sorted((r["epoch"], r["status"], r["video"]) for r in listed) == sorted(
+        (str(e), status, video) for e in (1, 2)
+        for status, video in (("skipped", "garbage.mp4"), ("skipped", "missing.mp4"), ("repaired", "cut.mp4")))
+    train_scalars = _tensorboard_scalars(output / "tensorboard" / "train")
+    val_scalars = _tensorboard_scalars(output / "tensorboard" / "validation")
+    for tag in ("epoch_loss", "epoch_top1", "epoch_top2", "epoch_mean_class_accuracy", "epoch_learning_rate",
+                "epoch_skipped", "epoch_repaired"):
+        assert [step for step, _ in train_scalars[tag]] == [0, 1], tag
+    for tag in ("epoch_loss", "epoch_top1", "epoch_top2", "epoch_mean_class_accuracy"):
+        assert len(val_scalars[tag]) == 2, tag
+    assert [v for _, v in train_scalars["epoch_loss"]] == pytest.approx([float(r["loss"]) for r in history])
+    assert [v for _, v in train_scalars["epoch_learning_rate"]] == pytest.approx([0.01, 0.01])
+    assert [v for _, v in train_scalars["epoch_skipped"]] == [2, 2]
+    assert glob.glob(str(output / "tensorboard" / "train" / "events.out.tfevents.*"))
+    assert "remapper failed" not in stderr  # no spurious TensorFlow error lines on a normal run

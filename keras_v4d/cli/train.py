@@ -5,13 +5,17 @@
 
 Checkpoints every epoch under --output; run the same command again after an interruption and
 training resumes from the last completed epoch. --strategy mirrored|multiworker distributes it.
+Shows a progress bar per epoch on a terminal (one line per epoch otherwise) and writes TensorBoard
+logs under --output/tensorboard (--notensorboard to leave them out). Videos that cannot be read are
+skipped and counted per epoch (the log, history.csv, skipped.csv, TensorBoard); --strict stops at
+the first one instead.
 """
 
 import os
 
 from absl import flags
 
-from keras_v4d.cli.common import CommandError, run
+from keras_v4d.cli.common import EXIT_BAD_INPUT, CommandError, run
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", "V4DResNet18", "Builder name, e.g. V4DResNet18, TSNResNet50.")
@@ -33,9 +37,12 @@ flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multiworker"],
                   "default: one device; mirrored: all local GPUs (MirroredStrategy); multiworker: TF_CONFIG hosts.")
 flags.DEFINE_bool("mixed_precision", False, "Train with mixed_bfloat16 (CPU) / mixed_float16 (GPU).")
 flags.DEFINE_string("init_weights", None, "Optional .weights.h5 to start from (e.g. a 3D backbone).")
+flags.DEFINE_bool("tensorboard", True, "Write TensorBoard logs under --output/tensorboard.")
+flags.DEFINE_bool("strict", False, "Stop at the first video that cannot be read instead of skipping it.")
 
 
 def main(argv):
+    from keras_v4d.data import BadVideoError
     from keras_v4d.models import BUILDERS
     from keras_v4d.train import train
 
@@ -51,7 +58,10 @@ def main(argv):
               frames_per_unit=FLAGS.frames_per_unit, stride=FLAGS.stride, crop_size=FLAGS.crop_size,
               short_side=FLAGS.short_side, lr=FLAGS.lr, weight_decay=FLAGS.weight_decay,
               decay_epochs=[int(e) for e in FLAGS.decay_epochs], strategy=FLAGS.strategy,
-              mixed_precision=FLAGS.mixed_precision, init_weights=FLAGS.init_weights)
+              mixed_precision=FLAGS.mixed_precision, init_weights=FLAGS.init_weights,
+              tensorboard=FLAGS.tensorboard, strict=FLAGS.strict)
+    except BadVideoError as error:  # --strict
+        raise CommandError(f"--train/--val: {error}", code=EXIT_BAD_INPUT) from None
     except (OSError, ValueError) as error:
         raise CommandError(str(error)) from None
     print(f"done: {FLAGS.epochs} epochs; model at {os.path.join(FLAGS.output, 'last.keras')}")
