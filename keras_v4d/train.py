@@ -13,7 +13,6 @@ counted per epoch in the log, ``history.csv`` and TensorBoard and listed in ``sk
 epoch with skipped videos ends early (the log says so) rather than repeating data.
 """
 
-import logging
 import os
 import sys
 import warnings
@@ -22,25 +21,21 @@ from keras_v4d.settings import save_settings
 from keras_v4d.training import PAPER_DECAY_EPOCHS
 
 STRATEGIES = ("default", "mirrored", "multiworker")
-logger = logging.getLogger("keras_v4d.train")
 
 
 def source_size(dataset, source):
     """Number of videos of a training ``source`` without decoding any: the dataset's ``num_videos``
-    when the pipeline knows it, else the entries of a video-file source, else the records of the
-    TFRecord shards (read, not parsed or decoded)."""
+    (list entries, or TFRecord records counted from the shards' framing); when that is unknown
+    because a shard cannot be read, the other shards' records (the unreadable one counts 0)."""
     num_videos = getattr(dataset, "num_videos", None)
     if num_videos is not None:
         return int(num_videos)
-    from keras_v4d.data import VideoFiles, resolve_source
+    from keras_v4d.data import TFRecordFiles, count_tfrecords, resolve_source
 
     resolved = resolve_source(source)
-    if isinstance(resolved, VideoFiles):
-        return len(resolved)
-    import tensorflow as tf
-
-    logger.warning("counting the records of %d TFRecord shard(s) (read, not decoded)", len(resolved.files))
-    return int(tf.data.TFRecordDataset(resolved.files).reduce(0, lambda count, _: count + 1))
+    if isinstance(resolved, TFRecordFiles):
+        return sum(count_tfrecords([path]) or 0 for path in resolved.files)
+    return len(resolved)
 
 
 def train(model_name="V4DResNet18", train_data=None, output=None, *, val_data=None, num_classes=None, epochs=100,

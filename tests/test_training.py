@@ -230,3 +230,20 @@ def test_train_on_a_terminal_shows_progress_writes_tensorboard_and_counts_damage
     assert [v for _, v in train_scalars["epoch_skipped"]] == [2, 2]
     assert glob.glob(str(output / "tensorboard" / "train" / "events.out.tfevents.*"))
     assert "remapper failed" not in stderr  # no spurious TensorFlow error lines on a normal run
+
+
+def test_source_size_counts_without_decoding_and_an_unreadable_shard_counts_zero(tiny_dataset, tmp_path):
+    from keras_v4d.data import encode_example
+    from keras_v4d.train import source_size
+
+    class NoCount:  # a dataset whose size the pipeline could not tell
+        num_videos = None
+
+    assert source_size(NoCount(), tiny_dataset) == 4
+    frames = np.zeros((2, 8, 8, 3), np.uint8)
+    for shard, count in (("a", 3), ("b", 2)):
+        with tf.io.TFRecordWriter(str(tmp_path / f"{shard}.tfrecord")) as writer:
+            for i in range(count):
+                writer.write(encode_example(frames, 0, f"{shard}{i}"))
+    (tmp_path / "c.tfrecord").mkdir()  # a "shard" that cannot be read as a file
+    assert source_size(NoCount(), str(tmp_path / "*.tfrecord")) == 5
