@@ -175,8 +175,8 @@ def evaluate(model, data, *, train_units, sampling, mode="combinations", batch_s
     class_names = class_names or source.class_names
     dataset = video_dataset(source, training=False, batch_size=batch_size, num_classes=num_classes, strict=strict,
                             **sampling)
-    labels = getattr(source, "labels", None)
-    total = math.ceil(len(labels) / batch_size) if labels else None
+    num_videos = getattr(dataset, "num_videos", None)  # known without decoding (list entries, framed records)
+    total = math.ceil(num_videos / batch_size) if num_videos else None
     try:
         y_true, scores, ids = video_level_scores(model, dataset, train_units, mode, progress, total)
     except (tf.errors.OpError, ValueError) as error:
