@@ -1,6 +1,7 @@
 """The V4D training recipe (V4D §4.2 and the released code): SGD, piecewise learning rate,
 weight decay without BN and biases, global gradient-norm clipping, video-level metrics,
-per-epoch checkpoints and resumption after an interruption."""
+per-epoch checkpoints and resumption after an interruption; a progress display, TensorBoard logs
+and, per epoch, what the input pipelines skipped or repaired (``training_callbacks``)."""
 
 import csv
 import os
