@@ -1,9 +1,7 @@
 """Per-video preprocessing on ``(frames, H, W, 3)`` uint8 tensors (training and evaluation).
 
 Decoding, resizing, cropping and flipping reuse the TF Model Garden's ``preprocess_ops_3d``;
-the ImageNet normalisation is the models' ``keras_v4d.preprocess_input`` written in TensorFlow ops
-(the same statistics): ``preprocess_input`` keeps a Keras layer built at its first call, and a
-layer first built inside one ``tf.data`` graph cannot be used from the next dataset's graph.
+the ImageNet normalisation is the models' own ``keras_v4d.preprocess_input``.
 """
 
 import tensorflow as tf
@@ -13,10 +11,8 @@ from keras_v4d.models.preprocessing import IMAGENET_MEAN, IMAGENET_STD, preproce
 
 
 def normalize_imagenet(frames):
-    """uint8 RGB → float32 ``(x / 255 - mean) / std`` with ImageNet statistics (= ``preprocess_input``)."""
-    mean = tf.constant(IMAGENET_MEAN, tf.float32) * 255.0
-    std = tf.constant(IMAGENET_STD, tf.float32) * 255.0
-    return (tf.cast(frames, tf.float32) - mean) / std
+    """uint8 RGB → float32 ``(x / 255 - mean) / std`` with ImageNet statistics (``preprocess_input``)."""
+    return preprocess_input(frames)
 
 
 def train_transform(frames, crop_size, short_side=256, area_range=(0.25, 1.0),

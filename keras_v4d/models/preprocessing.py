@@ -28,4 +28,6 @@ def preprocess_input(x):
     """
     if x.shape[-1] != 3:
         raise ValueError(f"preprocess_input: expected RGB frames with 3 channels last, got shape {tuple(x.shape)}")
-    return _imagenet_normalization()(x)
+    layer = _imagenet_normalization()
+    layer.build(tuple(x.shape))  # explicit: inside a tf.data map on another backend it is not built on call
+    return layer(x)
