@@ -4,12 +4,13 @@ from keras_v4d.layers.attention import ChannelAttention, SpatioTemporalAttention
 from keras_v4d.layers.conv4d import Conv4D, conv4d
 from keras_v4d.layers.f4d_block import F4DBlock
 from keras_v4d.layers.factorized4d import Factorized4D, factorized_width
+from keras_v4d.layers.padding import SymmetricZeroPadding3D
 from keras_v4d.layers.pooling import SpatialMaxPooling
 from keras_v4d.layers.residual4d import Residual4D
 from keras_v4d.layers.units import FoldUnits, UnfoldUnits, fold_units, unfold_units
 
 __all__ = [
     "ChannelAttention", "Conv4D", "F4DBlock", "Factorized4D", "FoldUnits", "Residual4D",
-    "SpatialMaxPooling", "SpatioTemporalAttention", "TemporalAttention", "UnfoldUnits", "conv4d", "factorized_width",
+    "SpatialMaxPooling", "SpatioTemporalAttention", "SymmetricZeroPadding3D", "TemporalAttention", "UnfoldUnits", "conv4d", "factorized_width",
     "fold_units", "unfold_units",
 ]

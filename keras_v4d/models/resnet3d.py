@@ -6,7 +6,8 @@ units into the batch for the 3D layers; the 4D blocks see ``(batch, U, T, H, W, 
 
 import keras
 
-from keras_v4d.layers import F4DBlock, FoldUnits, Residual4D, SpatialMaxPooling, UnfoldUnits
+from keras_v4d.layers import (
+    F4DBlock, FoldUnits, Residual4D, SpatialMaxPooling, SymmetricZeroPadding3D, UnfoldUnits)
 from keras_v4d.layers._checks import normalize_tuple
 from keras_v4d.layers.normalization import batch_norm
 from keras_v4d.models.loading import load_model_weights
@@ -66,9 +67,10 @@ def _conv_bn(x, filters, kernel, strides, name, relu=True):
 
     A strided conv gets explicit symmetric zero padding and 'valid' (Keras 'same' pads (0, 1)
     on even sizes and would not match PyTorch numerics); unstrided odd kernels use 'same'.
+    The padding is a concatenation with zeros, not a ``Pad`` op (see ``SymmetricZeroPadding3D``).
     """
     if strides != (1, 1, 1):
-        x = keras.layers.ZeroPadding3D(tuple(k // 2 for k in kernel), name=f"{name}_pad")(x)
+        x = SymmetricZeroPadding3D(tuple(k // 2 for k in kernel), name=f"{name}_pad")(x)
         padding = "valid"
     else:
         padding = "same"
