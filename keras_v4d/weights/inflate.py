@@ -6,6 +6,7 @@ temporal window lies inside the clip; I3D-S pads time with zeros (as the papers)
 the temporal receptive field of the clip's ends differ (see ``tests/test_weights.py``).
 """
 
+import keras
 import numpy as np
 
 from keras_v4d.weights.torch_layout import group_by_module, load_resnet_modules
@@ -33,9 +34,9 @@ def _inflate_from_keras(model3d, model2d):
         if target is not None and layer.weights:
             pending[target] = layer
     for layer in model3d.layers:
-        kind = type(layer).__name__
-        if kind not in ("Conv3D", "BatchNormalization"):
+        if not isinstance(layer, (keras.layers.Conv3D, keras.layers.BatchNormalization)):
             continue
+        kind = "Conv3D" if isinstance(layer, keras.layers.Conv3D) else "BatchNormalization"
         if layer.name not in pending:
             raise ValueError(f"inflate_2d: the 2D model '{model2d.name}' has no layer for '{layer.name}' "
                              f"(expected keras.applications ResNet naming)")

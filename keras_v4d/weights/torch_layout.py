@@ -5,6 +5,7 @@
 
 import re
 
+import keras
 import numpy as np
 
 # torchvision module name inside a block -> our name suffix
@@ -115,9 +116,9 @@ def load_resnet_modules(model, modules, inflate=False, block_renumbering=None, s
         if name is not None:
             targets[name] = module
     for layer in model.layers:
-        kind = type(layer).__name__
-        if kind not in ("Conv3D", "BatchNormalization") or layer.name in skip:
+        if not isinstance(layer, (keras.layers.Conv3D, keras.layers.BatchNormalization)) or layer.name in skip:
             continue
+        kind = "Conv3D" if isinstance(layer, keras.layers.Conv3D) else "BatchNormalization"
         if layer.name not in targets:
             expected = _torch_name(layer.name, block_renumbering)
             where = f" (expected checkpoint module '{key_prefix}{expected}')" if expected else ""
