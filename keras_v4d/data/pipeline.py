@@ -201,7 +201,7 @@ def _from_video_files(videos, num_classes, training, sample_args, skip_log, shuf
         frames.set_shape((num_units * frames_per_unit, None, None, 3))
         return frames, label, video_id, ok
 
-    dataset = dataset.map(decode, num_parallel_calls=AUTOTUNE, deterministic=not training)
+    dataset = dataset.map(decode, num_parallel_calls=AUTOTUNE, deterministic=not training or seed is not None)
     return dataset.filter(lambda frames, label, video_id, ok: ok).map(
         lambda frames, label, video_id, ok: (frames, label, video_id)), len(keep)
 
@@ -242,7 +242,7 @@ def _from_rawframes(videos, num_classes, training, sample_args, skip_log, shuffl
         skip_log.reject(videos.ids[index], _diagnose_rawframes(videos, index))
         return False
 
-    dataset = _guarded(dataset, load, failed, training)
+    dataset = _guarded(dataset, load, failed, training and seed is None)
     dataset = dataset.filter(lambda frames, label, video_id, index, ok: tf.cond(
         ok, lambda: tf.constant(True), lambda: tf.py_function(report, [index], Tout=tf.bool)))
     return dataset.map(lambda frames, label, video_id, index, ok: (frames, label, video_id)), len(keep)
@@ -408,8 +408,10 @@ def video_dataset(source, *, training, num_units=4, frames_per_unit=4, stride=8,
         strict: raise ``BadVideoError`` naming the video (or shard) at the first bad sample instead
             of skipping it; defaults to ``not training``. With ``strict=False`` evaluation yields
             every readable video and lists the others in ``skip_log.entries``.
-        seed: makes shuffling and the training units' offsets reproducible (for video files and
-            rawframes the same seed and list give the same units for each video in each epoch).
+        seed: makes shuffling, the training units' offsets and the random crops and flips
+            reproducible (for video files and rawframes the same seed and list give the same units
+            for each video in each epoch; the parallel stages then keep their order, so batches
+            are reproducible too).
     Bad samples (unreadable files or folders, missing or undecodable frames, labels out of range,
     undecodable TFRecord records, damaged shards — logged with the shard's path and how many
     records were read before the damage) are skipped, counted and logged; partly decodable video
@@ -441,15 +443,20 @@ def video_dataset(source, *, training, num_units=4, frames_per_unit=4, stride=8,
     dataset, num_videos = build(resolved, num_classes, training, sample_args, skip_log, shuffle_buffer, seed)
 
     if training:
-        def transform(frames, label, video_id):
-            frames = train_transform(frames, crop_size, short_side, area_range=area_range)
+        def transform(frames, label, video_id, augment_seed=None):
+            frames = train_transform(frames, crop_size, short_side, area_range=area_range, seed=augment_seed)
             return tf.reshape(frames, (num_units, frames_per_unit, crop_size, crop_size, 3)), label
+
+        if seed is not None:  # the crops and flips, like the units, are drawn from a seeded stream
+            augment_seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+            dataset = tf.data.Dataset.zip(dataset, augment_seeds).map(
+                lambda element, augment_seed: (*element, tf.stack([augment_seed, tf.constant(1, tf.int64)])))
     else:
         def transform(frames, label, video_id):
             views = eval_transform(frames, crop_size, short_side, num_crops)
             return tf.reshape(views, (num_crops, num_units, frames_per_unit, crop_size, crop_size, 3)), label, video_id
 
-    dataset = dataset.map(transform, num_parallel_calls=AUTOTUNE, deterministic=not training)
+    dataset = dataset.map(transform, num_parallel_calls=AUTOTUNE, deterministic=not training or seed is not None)
     dataset = dataset.batch(batch_size, drop_remainder=training if drop_remainder is None else drop_remainder)
     dataset = dataset.prefetch(AUTOTUNE)
     dataset.skip_log = skip_log
