@@ -101,24 +101,32 @@ def torch_worker(connection, case, options):
     connection.send(_peak_rss_gb())
 
 
+def _receive(process, connection):
+    """The worker's next message; a clear error if the worker died instead of answering."""
+    while not connection.poll(1.0):
+        if not process.is_alive():
+            raise RuntimeError(f"the {process.name} worker died (exit code {process.exitcode}); see its traceback above")
+    return connection.recv()
+
+
 def compare(case, rounds, steps, keras_options):
     context = multiprocessing.get_context("spawn")
     workers = {}
     for label, target, options in (("keras", keras_worker, keras_options), ("pytorch", torch_worker, {})):
         parent, child = context.Pipe()
-        process = context.Process(target=target, args=(child, case, options), daemon=True)
+        process = context.Process(target=target, args=(child, case, options), daemon=True, name=label)
         process.start()
         workers[label] = (process, parent)
-        assert parent.recv() == "ready"  # started one after the other: one builds while the other idles
+        assert _receive(process, parent) == "ready"  # started one after the other: one builds while the other idles
     times = {label: [] for label in workers}
     for _ in range(rounds):
-        for label, (_, connection) in workers.items():  # interleaved: keras, pytorch, keras, …
+        for label, (process, connection) in workers.items():  # interleaved: keras, pytorch, keras, …
             connection.send(steps)
-            times[label].extend(connection.recv())
+            times[label].extend(_receive(process, connection))
     peaks = {}
     for label, (process, connection) in workers.items():
         connection.send(None)
-        peaks[label] = connection.recv()
+        peaks[label] = _receive(process, connection)
         process.join()
     return {label: statistics.median(t) for label, t in times.items()}, peaks
 

@@ -53,7 +53,7 @@ def train(model_name="V4DResNet18", train_data=None, output=None, *, val_data=No
         num_units, frames_per_unit, stride, crop_size, short_side: the sampler (U, T, τ) and augmentation.
         lr, weight_decay, decay_epochs: the optimizer (SGD with momentum 0.9, lr ÷ 10 at ``decay_epochs``).
         strategy: ``"default"``, ``"mirrored"`` (all local GPUs) or ``"multiworker"`` (TF_CONFIG hosts).
-        mixed_precision: ``mixed_float16`` on a GPU, ``mixed_bfloat16`` otherwise.
+        mixed_precision: ``mixed_float16`` on a GPU; refused on CPU, where it is slower (README).
         init_weights: optional ``.weights.h5`` to start from (e.g. a 3D backbone).
         verbose: ``"auto"``: a progress bar per epoch when stdout is a terminal (1), one line per
             epoch otherwise (2), as in CI logs; or Keras' 0, 1, 2.
@@ -82,8 +82,13 @@ def train(model_name="V4DResNet18", train_data=None, output=None, *, val_data=No
     # MultiWorkerMirroredStrategy must exist before any other TensorFlow op runs.
     distribution = make_strategy(strategy)
     if mixed_precision:
-        keras.mixed_precision.set_global_policy(
-            "mixed_float16" if tf.config.list_physical_devices("GPU") else "mixed_bfloat16")
+        if not tf.config.list_physical_devices("GPU"):
+            # Measured (benchmarks/training.py --mixed_precision mixed_bfloat16): a V4D-R18 step is
+            # about 1.5× slower in mixed_bfloat16 than in float32 on this 2-core CPU, AVX512-BF16 or not.
+            raise ValueError("mixed_precision: no GPU; on CPU mixed_bfloat16 makes a training step about 1.5× "
+                             "slower than float32 (see the README's training benchmark), so it is refused — "
+                             "train in float32 on CPU, or use mixed precision (mixed_float16) on a GPU")
+        keras.mixed_precision.set_global_policy("mixed_float16")
     sampling = dict(num_units=num_units, frames_per_unit=frames_per_unit, stride=stride, crop_size=crop_size,
                     short_side=short_side, batch_size=batch_size)
     train_set = video_dataset(train_data, training=True, num_classes=num_classes, strict=strict, **sampling)

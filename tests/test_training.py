@@ -247,3 +247,23 @@ def test_source_size_counts_without_decoding_and_an_unreadable_shard_counts_zero
                 writer.write(encode_example(frames, 0, f"{shard}{i}"))
     (tmp_path / "c.tfrecord").mkdir()  # a "shard" that cannot be read as a file
     assert source_size(NoCount(), str(tmp_path / "*.tfrecord")) == 5
+
+
+def test_mixed_precision_is_refused_on_cpu(tiny_dataset, tmp_path):
+    """On CPU mixed_bfloat16 measured slower than float32: the option says so instead of slowing training."""
+    from keras_v4d.train import train
+
+    with pytest.raises(ValueError, match="mixed_precision: no GPU.*slower"):
+        train("TSNResNet18", str(tiny_dataset), str(tmp_path), num_classes=2, mixed_precision=True)
+
+
+def test_classifier_scores_stay_float32_under_mixed_precision():
+    policy = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        from keras_v4d.models import build_resnet3d
+
+        model = build_resnet3d(18, None, classes=3, width=0.25)
+        assert model.outputs[0].dtype == "float32"
+    finally:
+        keras.mixed_precision.set_global_policy(policy)

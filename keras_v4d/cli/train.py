@@ -35,7 +35,7 @@ flags.DEFINE_float("weight_decay", 1e-5, "Weight decay (not on BN or biases).")
 flags.DEFINE_list("decay_epochs", ["35", "60", "80"], "Epochs where the learning rate is divided by 10.")
 flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multiworker"],
                   "default: one device; mirrored: all local GPUs (MirroredStrategy); multiworker: TF_CONFIG hosts.")
-flags.DEFINE_bool("mixed_precision", False, "Train with mixed_bfloat16 (CPU) / mixed_float16 (GPU).")
+flags.DEFINE_bool("mixed_precision", False, "Train with mixed_float16 on a GPU (refused on CPU: slower there).")
 flags.DEFINE_string("init_weights", None, "Optional .weights.h5 to start from (e.g. a 3D backbone).")
 flags.DEFINE_bool("tensorboard", True, "Write TensorBoard logs under --output/tensorboard.")
 flags.DEFINE_bool("strict", False, "Stop at the first video that cannot be read instead of skipping it.")

@@ -242,7 +242,8 @@ def build_resnet3d(
         x = pool1d(name="pool_units")(x)  # averaging over units before the linear layer == TSN's score averaging
         if include_top:
             x = keras.layers.Dropout(dropout_rate, name="head_dropout")(x)
-            x = keras.layers.Dense(classes, activation=classifier_activation, name="predictions")(x)
+            # float32 scores under a mixed-precision policy too (the loss and the top-k metric need them)
+            x = keras.layers.Dense(classes, activation=classifier_activation, dtype="float32", name="predictions")(x)
 
     inputs = keras.utils.get_source_inputs(video) if input_tensor is not None else video
     config = dict(depth=depth, block4d=block4d, include_top=include_top,
