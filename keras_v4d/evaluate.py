@@ -15,14 +15,16 @@ first unreadable video instead, with a ``BadVideoError`` naming it.
 
 import csv
 import json
+import logging
 import math
 import os
 
-import logging
-
 import numpy as np
+import tensorflow as tf
 from keras import ops
+from tqdm import tqdm
 
+from keras_v4d.data import BadVideoError, resolve_source, video_dataset
 from keras_v4d.inference import VideoLevelPredictor, video_level_predict
 
 logger = logging.getLogger("keras_v4d.evaluate")
@@ -42,7 +44,6 @@ def per_class_rows(labels, predictions, num_classes, class_names):
 
 def video_level_scores(model, dataset, train_units, mode="combinations", progress=True, total=None):
     """Video-level scores of every video of an evaluation ``dataset``: ``(labels, scores, ids)``."""
-    from tqdm import tqdm
 
     predictor = VideoLevelPredictor(model)
     labels, scores, ids = [], [], []
@@ -165,9 +166,7 @@ def evaluate(model, data, *, train_units, sampling, mode="combinations", batch_s
         ValueError when the source does not fit the model; with ``strict``, ``BadVideoError`` naming
         the first video that cannot be read.
     """
-    import tensorflow as tf
 
-    from keras_v4d.data import BadVideoError, resolve_source, video_dataset
 
     num_classes = model.outputs[0].shape[-1]
     source = resolve_source(data, class_names=class_names)

@@ -7,6 +7,7 @@ command-line tool is ``python -m keras_v4d.cli.predict``.
 import numpy as np
 from keras import ops
 
+from keras_v4d.data import VideoReadError, load_video_views
 from keras_v4d.inference import VideoLevelPredictor, video_level_predict
 
 
@@ -20,7 +21,6 @@ def top_classes(probabilities, class_names, k):
 def predict_videos(model, paths, *, train_units, sampling, mode="combinations", class_names=None, top_k=5):
     """Yields ``(path, [(class name, probability), ...], None)`` per video file, or
     ``(path, None, error message)`` for a file that cannot be read (the others still run)."""
-    from keras_v4d.data import VideoReadError, load_video_views
 
     predictor = VideoLevelPredictor(model)
     for path in paths:

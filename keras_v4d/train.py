@@ -17,8 +17,17 @@ import os
 import sys
 import warnings
 
+import keras
+import tensorflow as tf
+
+from keras_v4d.data import (
+    BadVideoError, TFRecordFiles, count_tfrecords, resolve_source, single_view, video_dataset)
+from keras_v4d.evaluate import bad_video_message
+from keras_v4d.models import BUILDERS
+from keras_v4d.models.loading import load_model_weights
 from keras_v4d.settings import save_settings
-from keras_v4d.training import PAPER_DECAY_EPOCHS
+from keras_v4d.training import (
+    PAPER_DECAY_EPOCHS, compile_for_training, make_strategy, prepare_fit, skip_counts, training_callbacks)
 
 STRATEGIES = ("default", "mirrored", "multiworker")
 
@@ -30,7 +39,6 @@ def source_size(dataset, source):
     num_videos = getattr(dataset, "num_videos", None)
     if num_videos is not None:
         return int(num_videos)
-    from keras_v4d.data import TFRecordFiles, count_tfrecords, resolve_source
 
     resolved = resolve_source(source)
     if isinstance(resolved, TFRecordFiles):
@@ -65,13 +73,7 @@ def train(model_name="V4DResNet18", train_data=None, output=None, *, val_data=No
         ValueError naming the argument or file at fault; with ``strict``, ``BadVideoError`` naming the
         first video that cannot be read.
     """
-    import keras
-    import tensorflow as tf
 
-    from keras_v4d.data import single_view, video_dataset
-    from keras_v4d.models import BUILDERS
-    from keras_v4d.training import compile_for_training, make_strategy, prepare_fit, training_callbacks
-    from keras_v4d.weights import load_model_weights
 
     if not train_data or not output:
         raise ValueError("`train_data` and `output` are required")
@@ -136,8 +138,6 @@ def train(model_name="V4DResNet18", train_data=None, output=None, *, val_data=No
             history = model.fit(train_set, validation_data=val_set, epochs=epochs, callbacks=callbacks,
                                 verbose=verbose, shuffle=False)  # the pipeline shuffles
     except tf.errors.OpError as error:  # strict mode: the pipeline's BadVideoError, wrapped by TensorFlow
-        from keras_v4d.data import BadVideoError
-        from keras_v4d.evaluate import bad_video_message
 
         message = bad_video_message(error)
         if message is None:
@@ -148,7 +148,6 @@ def train(model_name="V4DResNet18", train_data=None, output=None, *, val_data=No
 
 
 def _print_skip_summary(skip_log, val_skip_log, output):
-    from keras_v4d.training import skip_counts
 
     parts = []
     for name, log in (("training", skip_log), ("validation", val_skip_log)):

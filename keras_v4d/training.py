@@ -8,7 +8,10 @@ import os
 
 import keras
 import numpy as np
+import tensorflow as tf
 from keras import ops
+
+from keras_v4d.evaluate import skip_log_lists
 
 PAPER_DECAY_EPOCHS = (35, 60, 80)  # lr ÷ 10 at these epochs of 100 (V4D §4.2)
 NO_DECAY = ["gamma", "beta", "bias"]  # BN scales/offsets and biases are not decayed (released code)
@@ -78,8 +81,6 @@ def default_jit_compile():
     backends (JAX always compiles; no GPU measurement here decides otherwise)."""
     if keras.backend.backend() != "tensorflow":
         return "auto"
-    import tensorflow as tf
-
     return "auto" if tf.config.list_physical_devices("GPU") else False
 
 
@@ -125,8 +126,6 @@ class EpochProgress(keras.callbacks.ProgbarLogger):
 
 def skip_counts(skip_log):
     """``(skipped, repaired)`` counts of a pipeline's ``SkipLog``."""
-    from keras_v4d.evaluate import skip_log_lists
-
     skipped, repaired = skip_log_lists(skip_log)
     return len(skipped), len(repaired)
 
@@ -153,9 +152,7 @@ class DataReport(keras.callbacks.Callback):
         self._learning_rate = None
 
     def _lists(self):
-        from keras_v4d.evaluate import skip_log_lists
-
-        return {prefix: skip_log_lists(log) for prefix, log in self.skip_logs.items() if log is not None}
+            return {prefix: skip_log_lists(log) for prefix, log in self.skip_logs.items() if log is not None}
 
     def on_epoch_begin(self, epoch, logs=None):
         self._start = {prefix: (len(skipped), len(repaired)) for prefix, (skipped, repaired) in self._lists().items()}
@@ -242,8 +239,6 @@ def completed_epochs(output_dir):
 
 def make_strategy(kind="default"):
     """``"default"``, ``"mirrored"`` (all local devices) or ``"multiworker"`` (TF_CONFIG)."""
-    import tensorflow as tf
-
     strategies = {"default": tf.distribute.get_strategy, "mirrored": tf.distribute.MirroredStrategy,
                   "multiworker": tf.distribute.MultiWorkerMirroredStrategy}
     if kind not in strategies:
@@ -259,8 +254,6 @@ def prepare_fit(model, dataset, strategy):
     with ``axis=0``. The model is built here from the dataset's element spec under the strategy's
     scope, and scalar logs are averaged with ``axis=None``. Call after ``compile``.
     """
-    import tensorflow as tf
-
     if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         return model
     from keras.src.backend.tensorflow import trainer as tf_trainer

@@ -28,6 +28,8 @@ bottleneck), a missing or misshapen tensor, a key no layer uses. The file is rea
 import inspect
 import re
 
+from keras_v4d.layers import F4DBlock, Residual4D
+from keras_v4d.models import BUILDERS
 from keras_v4d.weights.torch_layout import group_by_module, load_resnet_modules
 
 PREFIXES = ("module.base_model.", "base_model.", "module.", "")
@@ -42,7 +44,6 @@ _DEPTHS = {("bottleneck", (3, 4, 6, 3)): "ResNet50", ("bottleneck", (3, 4, 23, 3
 
 def architectures():
     """``{"v4d_resnet50": V4DResNet50, ...}``: each builder under its default model name."""
-    from keras_v4d.models import BUILDERS
 
     return {inspect.signature(b).parameters["name"].default: b for b in BUILDERS.values()}
 
@@ -136,7 +137,6 @@ class OfficialLayout:
 
 def _model_structure(model):
     """``({keras stage number: [block kinds]}, {(torch layer, block): layer name})`` of ``model``."""
-    from keras_v4d.layers import F4DBlock, Residual4D
 
     names = {layer.name for layer in model.layers}
     stages = {}

@@ -9,7 +9,7 @@ the temporal receptive field of the clip's ends differ (see ``tests/test_weights
 import keras
 import numpy as np
 
-from keras_v4d.weights.torch_layout import group_by_module, load_resnet_modules
+from keras_v4d.weights.torch_layout import group_by_module, load_resnet_modules, set_batch_norm
 
 _KERAS_STAGES = {"conv2": "res2", "conv3": "res3", "conv4": "res4", "conv5": "res5"}
 _KERAS_PARTS = {"0": "shortcut", "1": "1", "2": "2", "3": "3"}
@@ -26,7 +26,6 @@ def _keras_applications_name(name):
 
 
 def _inflate_from_keras(model3d, model2d):
-    from keras_v4d.weights.torch_layout import set_batch_norm
 
     pending = {}
     for layer in model2d.layers:

@@ -7,6 +7,7 @@ import os
 
 import keras
 
+import keras_v4d.layers  # noqa: F401  (registers the custom layers for deserialisation)
 from keras_v4d.models import BUILDERS
 from keras_v4d.models.loading import (  # noqa: F401  (re-exported)
     WeightsMismatchError, _h5_layer_shapes, check_weights_file, load_model_weights)
@@ -23,7 +24,6 @@ def load_trained_model(checkpoint, model_name=None, num_classes=None, **builder_
     if not os.path.isfile(checkpoint):
         raise FileNotFoundError(f"checkpoint not found: {checkpoint}")
     if checkpoint.endswith(".keras"):
-        import keras_v4d.layers  # noqa: F401  (registers the custom layers for deserialisation)
 
         try:
             return keras.saving.load_model(checkpoint, compile=False)

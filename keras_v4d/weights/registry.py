@@ -16,6 +16,7 @@ from keras_v4d.models import presets
 from keras_v4d.models.class_names import read_class_names
 from keras_v4d.models.presets import (  # noqa: F401  (re-exported)
     CACHE_SUBDIR, REQUIRED_FIELDS, fetch_weights, list_weights, register, resolve_weights, sha256_of)
+from keras_v4d.settings import DEFAULTS
 
 
 def _class_names(tag, entry):
@@ -47,7 +48,6 @@ def registry_settings(tag):
     """The settings ``predict``/``evaluate`` use for ``tag``: the entry's ``input`` block (the keys of
     ``keras_v4d.settings.DEFAULTS``) plus ``class_names`` (a list or ``None``), in the form of a
     training run's ``settings.json``."""
-    from keras_v4d.settings import DEFAULTS
 
     entry = presets.weights_info(tag)
     settings = dict(entry.get("input") or {})
