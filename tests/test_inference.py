@@ -17,8 +17,10 @@ def _np(x):
 def naive_combinations(model, videos, train_units):
     """The official code's way: the whole network re-run on every combination of input units."""
     sections = unit_sections(videos.shape[1], train_units)
-    scores = [_np(model(videos[:, list(c)], training=False)) for c in itertools.product(*sections)]
-    return np.mean(scores, axis=0)
+    combinations = list(itertools.product(*sections))
+    clips = np.concatenate([videos[:, list(c)] for c in combinations])  # every combination in one batch
+    scores = _np(model(clips, training=False)).reshape(len(combinations), videos.shape[0], -1)
+    return scores.mean(axis=0)
 
 
 def _trained_like(model):
