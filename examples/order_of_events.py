@@ -29,11 +29,12 @@ import time
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import av  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from keras_v4d.data import read_video_units, video_dataset, write_video  # noqa: E402
+from keras_v4d.data import read_video_units, video_dataset  # noqa: E402
 from keras_v4d.models import build_resnet3d  # noqa: E402
 from keras_v4d.inference import VideoLevelPredictor, video_level_predict  # noqa: E402
 from keras_v4d.training import accuracy_table, compile_for_training  # noqa: E402
@@ -85,6 +86,32 @@ def make_video(order, rng):
     return frames
 
 
+def yuv420p(rgb):
+    """RGB uint8 (H, W, 3) → planar YUV 4:2:0 (BT.601, limited range) as PyAV takes it, ``(H·3/2, W)``
+    (converted in NumPy, so the encoder's input is exactly defined)."""
+    r, g, b = np.moveaxis(rgb.astype(np.float64), -1, 0)
+    y = 16 + (65.481 * r + 128.553 * g + 24.966 * b) / 255
+    u = 128 + (-37.797 * r - 74.203 * g + 112.0 * b) / 255
+    v = 128 + (112.0 * r - 93.786 * g - 18.214 * b) / 255
+    h, w = y.shape
+    u, v = (c.reshape(h // 2, 2, w // 2, 2).mean((1, 3)).reshape(h // 4, w) for c in (u, v))
+    return np.round(np.concatenate([y, u, v])).clip(0, 255).astype(np.uint8)
+
+
+def write_mp4(path, frames):
+    """H.264 (CRF 18, x264 preset veryfast, as ``keras_v4d.data.write_video``), every frame a key
+    frame and one thread: with motion prediction, x264 wrote slightly different files in different
+    processes from the same frames (in one process it did not), and the demo's videos must not vary."""
+    with av.open(path, mode="w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        stream.codec_context.thread_count = 1
+        stream.options = {"crf": "18", "preset": "veryfast", "threads": "1", "x264-params": "threads=1:lookahead-threads=1:sliced-threads=0:keyint=1:bframes=0"}
+        for frame in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(yuv420p(frame), format="yuv420p")))
+        container.mux(stream.encode())
+
+
 def write_dataset(folder, videos_per_class, seed):
     """Writes ``videos_per_class`` mp4 files per class into ``folder``; returns the list file's path."""
     os.makedirs(folder, exist_ok=True)
@@ -93,7 +120,7 @@ def write_dataset(folder, videos_per_class, seed):
     for label, order in enumerate(ORDERS):
         for i in range(videos_per_class):
             name = f"class{label}_{i:03d}.mp4"
-            write_video(os.path.join(folder, name), make_video(order, rng))
+            write_mp4(os.path.join(folder, name), make_video(order, rng))
             lines.append(f"{name} {label}")
     path = os.path.join(folder, "list.txt")
     with open(path, "w") as handle:
