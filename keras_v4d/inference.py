@@ -8,8 +8,9 @@ the whole network per combination (36 times for 10 → 4). Here the model's part
 - the 3D part before the first 4D block mixes no units: it runs **once** per unit;
 - a 4D block's output at position ``j`` of a combination depends only on the window of inputs
   ``j - r … j + r`` (``r`` = the block's ``unit_radius``; nothing beyond the combination's ends),
-  and the 3D layers after it work per unit. So each block and its 3D tail run once per
-  **distinct window** (memoised), not once per combination and position;
+  and the 3D layers after it work per unit. So each block (for the window's centre unit only,
+  ``unit_output``) and its 3D tail run once per **distinct window** (memoised), not once per
+  combination and position;
 - only the head (pooling and the classifier) runs per combination.
 
 A model without 4D blocks has no block levels, which makes the same procedure the usual
@@ -74,49 +75,51 @@ class VideoLevelPredictor:
 
     Args:
         model: a ``VideoModel`` with a head.
-        max_units: most unit feature maps sent through a part in one call (bounds memory).
+        max_elements: most input elements sent through a part in one call (bounds memory). The
+            default holds 64 units of 4×224²×3 video; later parts, on smaller maps, take
+            proportionally more units per call.
     """
 
-    def __init__(self, model, max_units=64):
+    def __init__(self, model, max_elements=64 * 4 * 224 * 224 * 3):
         self.model = model
         self.parts = video_parts(model)
         self.outputs_probabilities = outputs_probabilities(model)
-        self.max_units = max_units
-        self.last_counts = None  # per level: (distinct windows run, units the 4D block ran on), set by each call
+        self.max_elements = max_elements
+        self.last_counts = None  # distinct windows each 4D block and its tail ran on, set by each call
 
     def _in_chunks(self, fn, x):
-        """``fn`` over the leading axis of ``x`` in chunks of ``max_units`` unit maps."""
-        per_item = x.shape[1] if x.ndim == 6 else 1  # units per item of a 6-D batch
-        step = max(1, self.max_units // per_item)
+        """``fn`` over the leading axis of ``x``, in chunks of at most ``max_elements`` elements."""
+        step = max(1, self.max_elements // max(1, int(np.prod(x.shape[1:]))))
         return np.concatenate([_numpy(fn(x[i:i + step])) for i in range(0, len(x), step)])
 
     def _block_level(self, block, tail, table, keys, frames):
-        """Runs ``block`` + ``tail`` once per distinct window; returns the new table and keys."""
+        """Runs ``block`` (at the window centre only) + ``tail`` once per distinct window; returns
+        the new table, keys and the number of distinct windows."""
         radius = block.unit_radius(frames)
         windows = _windows(keys, radius)
         n, k = keys.shape
         unique, inverse = np.unique(windows.reshape(n * k, -1), axis=0, return_inverse=True)
         batch = table.shape[0]
-        outputs, block_units = None, 0
+        outputs = None
         valid = unique >= 0
         left, right = np.argmax(valid, axis=1), np.argmax(valid[:, ::-1], axis=1)
         for lo, hi in sorted(set(zip(left.tolist(), right.tolist()))):
+            # Windows cut by the combination's ends (lo units missing on the left, hi on the right)
+            # have fewer units; each such group is one batch.
             rows = np.flatnonzero((left == lo) & (right == hi))
             ids = unique[rows][:, lo:unique.shape[1] - hi]  # (m, w) valid window ids
-            block_units += ids.size
             x = table[:, ids]  # (B, m, w, T, h, w, C)
             x = x.reshape((-1,) + x.shape[2:])  # (B·m, w, ...)
 
             def block_and_tail(window, centre=radius - lo):
-                y = block(window, training=False)[:, centre:centre + 1]  # (N, 1, T, h, w, C)
-                return tail(y, training=False)
+                return tail(block.unit_output(window, centre, training=False), training=False)
 
             y = self._in_chunks(block_and_tail, x)[:, 0]
             y = y.reshape((batch, len(rows)) + y.shape[1:])
             if outputs is None:
                 outputs = np.empty((batch, len(unique)) + y.shape[2:], y.dtype)
             outputs[:, rows] = y
-        return outputs, np.asarray(inverse).reshape(n, k), (len(unique), block_units)
+        return outputs, np.asarray(inverse).reshape(n, k), len(unique)
 
     def __call__(self, videos, train_units):
         videos = _numpy(videos).astype("float32")
@@ -124,7 +127,7 @@ class VideoLevelPredictor:
         combinations = unit_combinations(num_units, train_units)  # (n, K)
         table = self._in_chunks(lambda v: self.parts.n3d(v, training=False), videos)  # (B, U_infer, T, h, w, C)
         frames = table.shape[2]
-        keys, counts = combinations, [(num_units, 0)]
+        keys, counts = combinations, []
         for block, tail in zip(self.parts.blocks4d, self.parts.tails):
             table, keys, count = self._block_level(block, tail, table, keys, frames)
             counts.append(count)

@@ -50,6 +50,48 @@ def test_residual4d_bad_norm():
         Residual4D(norm="layernorm")
 
 
+# --- one output unit (Algorithm 1 runs each 4D block on a window for its centre only) ------
+
+@pytest.mark.parametrize("kernel_size", [(3, 1, 1, 1), (3, 3, 1, 1), (3, 3, 3, 3), (5, 3, 1, 1)])
+@pytest.mark.parametrize("num_units", [1, 2, 5])
+def test_conv4d_unit_output_is_that_unit_of_eq1(kernel_size, num_units):
+    x = np.random.randn(2, num_units, 3, 4, 4, 6).astype("float32")
+    layer = Conv4D(5, kernel_size)
+    layer.build(x.shape)
+    _randomise(layer)
+    expected = conv_nd_same(x, _np(layer.kernel)) + _np(layer.bias)
+    for index in range(num_units):
+        got = _np(layer.unit_output(x, index))
+        assert got.shape == (2, 1, 3, 4, 4, 5)
+        np.testing.assert_allclose(got, expected[:, index:index + 1], atol=1e-4)
+
+
+def test_conv4d_unit_output_bad_index():
+    layer = Conv4D(4)
+    x = np.zeros((1, 3, 2, 4, 4, 4), "float32")
+    layer.build(x.shape)
+    with pytest.raises(ValueError, match="index=3"):
+        layer.unit_output(x, 3)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: Residual4D(norm="none"), lambda: Residual4D(norm="batchnorm"),
+    lambda: F4DBlock(dropout_rate=0.0), lambda: F4DBlock(attention=("channel",), dropout_rate=0.0)],
+    ids=["v4d-code", "v4d-paper", "f4d", "f4d-ca-only"])
+def test_block_unit_output_equals_slice_of_whole_output(make):
+    x = np.random.randn(2, 5, 2, 4, 4, 16).astype("float32")
+    layer = make()
+    layer.build(x.shape)
+    _randomise(layer, scale=0.2)
+    for w in layer.weights:  # variances must stay positive for a meaningful BN
+        if "variance" in w.path:
+            w.assign(np.abs(_np(w)) + 0.5)
+    whole = _np(layer(x, training=False))
+    for index in range(5):
+        np.testing.assert_allclose(_np(layer.unit_output(x, index, training=False)),
+                                   whole[:, index:index + 1], atol=1e-4)
+
+
 # --- Factorized4D -----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("kernel_size, channels", [((3, 3, 1, 1), 512), ((3, 3, 3, 3), 64), ((3, 1, 1, 1), 96), ((5, 3, 3, 3), 32)])

@@ -71,6 +71,31 @@ def conv4d_unit_pointwise(x, kernel):
     return unfold_units(y, ops.shape(x)[1])
 
 
+def conv4d_at_unit(x, kernel, index):
+    """Output unit ``index`` of ``conv4d(x, kernel)`` alone, at one unit's cost.
+
+    ``out[index] = Σ_s Conv3D_s(x[index + s - p])`` over the offsets that stay inside U (the
+    others read 'same' padding's zeros): the units concatenated along channels and the kernel's
+    offsets along its input channels make that sum one Conv3D.
+
+    Args:
+        x: ``(B, U, T, H, W, C_in)`` with U known.
+        kernel: ``(k_u, k_t, k_h, k_w, C_in, C_out)``, all sizes odd.
+        index: the output unit, ``0 <= index < U``.
+    Returns:
+        ``(B, 1, T, H, W, C_out)``.
+    """
+    num_units = x.shape[1]
+    if num_units is None or not 0 <= index < num_units:
+        raise ValueError(f"conv4d_at_unit: `index` must lie in [0, U) for a known U, got index={index!r} "
+                         f"and input shape {tuple(x.shape)}.")
+    pad = kernel.shape[0] // 2
+    offsets = [s for s in range(kernel.shape[0]) if 0 <= index + s - pad < num_units]
+    units = ops.concatenate([x[:, index + s - pad] for s in offsets], axis=-1)  # (B, T, H, W, w·C_in)
+    taps = ops.concatenate([kernel[s] for s in offsets], axis=-2)  # (k_t, k_h, k_w, w·C_in, C_out)
+    return ops.expand_dims(ops.conv(units, taps, strides=1, padding="same"), 1)
+
+
 def conv4d(x, kernel):
     """4D convolution (no bias), choosing the cheapest exact implementation for the kernel."""
     k_u, _, k_h, k_w = kernel.shape[:4]
@@ -133,6 +158,14 @@ class Conv4D(keras.layers.Layer):
     def call(self, inputs):
         check_channels(inputs.shape, self.input_channels, self.name)
         outputs = conv4d(inputs, ops.cast(self.kernel, inputs.dtype))
+        if self.bias is not None:
+            outputs = outputs + ops.cast(self.bias, outputs.dtype)
+        return outputs
+
+    def unit_output(self, inputs, index):
+        """``self(inputs)[:, index:index + 1]`` computed for that unit only: ``(B, 1, T, H, W, filters)``."""
+        check_channels(inputs.shape, self.input_channels, self.name)
+        outputs = conv4d_at_unit(inputs, ops.cast(self.kernel, inputs.dtype), index)
         if self.bias is not None:
             outputs = outputs + ops.cast(self.bias, outputs.dtype)
         return outputs

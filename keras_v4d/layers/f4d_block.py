@@ -53,16 +53,31 @@ class F4DBlock(keras.layers.Layer):
                 module.build(shape)
 
     def call(self, inputs, training=None):
+        return inputs + self._per_unit_attention(self._mixing_units(inputs, training))
+
+    def unit_output(self, inputs, index, training=None):
+        """``self(inputs)[:, index:index + 1]``, with CA and STA (which work per unit) run on that
+        unit only: ``(B, U, T, H, W, C)`` → ``(B, 1, T, H, W, C)``."""
+        x = self._mixing_units(inputs, training)[:, index:index + 1]
+        return inputs[:, index:index + 1] + self._per_unit_attention(x)
+
+    def _mixing_units(self, inputs, training):
+        """The part that mixes units: TA(Dropout(ReLU(BN(Factorized4D(X)))))."""
         x = self.factorized(inputs, training=training)
         x = self.dropout(ops.relu(self.norm(x, training=training)), training=training)
         if self.temporal_attention is not None:
             x = self.temporal_attention(x)
+        return x
+
+    def _per_unit_attention(self, x):
+        """CA then STA on the folded 3D view: ``(B, U, T, H, W, C)`` → the same shape."""
+        num_units = ops.shape(x)[1]
         x = fold_units(x)
         if self.channel_attention is not None:
             x = self.channel_attention(x)
         if self.spatiotemporal_attention is not None:
             x = self.spatiotemporal_attention(x)
-        return inputs + unfold_units(x, ops.shape(inputs)[1])
+        return unfold_units(x, num_units)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)
