@@ -55,10 +55,13 @@ def main():
         return _softmax_mean(chunks)
 
     def n3d_once():
-        features = keras.ops.convert_to_numpy(parts.n3d(views, training=False))  # (3, 10, T, h, w, C)
+        features = parts.n3d(views, training=False)  # (3, 10, T, h, w, C)
+        features = keras.ops.reshape(features, (30,) + tuple(features.shape[2:]))  # one row per (crop, unit)
         chunks = []
         for i in range(0, len(combinations), args.chunk):
-            z = np.concatenate([features[:, c] for c in combinations[i:i + args.chunk]])
+            rows = np.array([[crop * 10 + u for u in c] for c in combinations[i:i + args.chunk] for crop in range(3)])
+            z = keras.ops.take(features, rows.reshape(-1), axis=0)
+            z = keras.ops.reshape(z, rows.shape + tuple(features.shape[1:]))  # (clips, 4, T, h, w, C)
             for block, tail in zip(parts.blocks4d, parts.tails):
                 z = tail(block(z, training=False), training=False)
             chunks.append(keras.ops.convert_to_numpy(parts.head(z, training=False)))

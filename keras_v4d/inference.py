@@ -73,6 +73,9 @@ def _numpy(x):
 class VideoLevelPredictor:
     """Runs Algorithm 1 for one model: ``predictor(videos, train_units)`` → ``(B, classes)``.
 
+    Features stay in the backend's tensors, one row per distinct unit (a flat table); each call
+    gathers the rows it needs, so no window of feature maps is materialised beyond one call.
+
     Args:
         model: a ``VideoModel`` with a head.
         max_elements: most input elements sent through a part in one call (bounds memory). The
@@ -85,59 +88,70 @@ class VideoLevelPredictor:
         self.parts = video_parts(model)
         self.outputs_probabilities = outputs_probabilities(model)
         self.max_elements = max_elements
-        self.last_counts = None  # distinct windows each 4D block and its tail ran on, set by each call
+        self.last_counts = None  # per 4D block: distinct windows per video it and its tail ran on
 
-    def _in_chunks(self, fn, x):
-        """``fn`` over the leading axis of ``x``, in chunks of at most ``max_elements`` elements."""
-        step = max(1, self.max_elements // max(1, int(np.prod(x.shape[1:]))))
-        return np.concatenate([_numpy(fn(x[i:i + step])) for i in range(0, len(x), step)])
+    def _gathered(self, fn, table, rows):
+        """``fn`` on ``table[rows]`` for int ``rows`` ``(m, w)`` (each a group of w table rows,
+        sent as one item ``(w, …)``), in calls of at most ``max_elements``; → the outputs, concatenated."""
+        per_item = rows.shape[1] * int(np.prod(table.shape[1:]))
+        step = max(1, self.max_elements // per_item)
+        outputs = []
+        for i in range(0, len(rows), step):
+            chunk = rows[i:i + step]
+            x = ops.take(table, ops.convert_to_tensor(chunk.reshape(-1)), axis=0)
+            outputs.append(fn(ops.reshape(x, (len(chunk), rows.shape[1]) + tuple(table.shape[1:]))))
+        return outputs[0] if len(outputs) == 1 else ops.concatenate(outputs, axis=0)
 
     def _block_level(self, block, tail, table, keys, frames):
-        """Runs ``block`` (at the window centre only) + ``tail`` once per distinct window; returns
-        the new table, keys and the number of distinct windows."""
+        """Runs ``block`` (at each window's centre unit only) + ``tail`` once per distinct window.
+
+        Args:
+            table: ``(N, T, h, w, C)``, the distinct inputs of this level.
+            keys: ``(P, K)``, the ``table`` rows that the K positions of each of P combinations read.
+        Returns:
+            The next table ``(M, T', h', w', C')``, its keys ``(P, K)`` and M.
+        """
         radius = block.unit_radius(frames)
         windows = _windows(keys, radius)
         n, k = keys.shape
         unique, inverse = np.unique(windows.reshape(n * k, -1), axis=0, return_inverse=True)
-        batch = table.shape[0]
-        outputs = None
         valid = unique >= 0
         left, right = np.argmax(valid, axis=1), np.argmax(valid[:, ::-1], axis=1)
+        outputs, order = [], []
         for lo, hi in sorted(set(zip(left.tolist(), right.tolist()))):
             # Windows cut by the combination's ends (lo units missing on the left, hi on the right)
-            # have fewer units; each such group is one batch.
+            # have fewer units; each such group runs as windows of its own length.
             rows = np.flatnonzero((left == lo) & (right == hi))
-            ids = unique[rows][:, lo:unique.shape[1] - hi]  # (m, w) valid window ids
-            x = table[:, ids]  # (B, m, w, T, h, w, C)
-            x = x.reshape((-1,) + x.shape[2:])  # (B·m, w, ...)
 
             def block_and_tail(window, centre=radius - lo):
-                return tail(block.unit_output(window, centre, training=False), training=False)
+                y = tail(block.unit_output(window, centre, training=False), training=False)
+                return ops.reshape(y, (-1,) + tuple(y.shape[2:]))  # (m, 1, …) → (m, …)
 
-            y = self._in_chunks(block_and_tail, x)[:, 0]
-            y = y.reshape((batch, len(rows)) + y.shape[1:])
-            if outputs is None:
-                outputs = np.empty((batch, len(unique)) + y.shape[2:], y.dtype)
-            outputs[:, rows] = y
-        return outputs, np.asarray(inverse).reshape(n, k), len(unique)
+            outputs.append(self._gathered(block_and_tail, table, unique[rows][:, lo:unique.shape[1] - hi]))
+            order.append(rows)
+        position = np.empty(len(unique), np.int64)
+        position[np.concatenate(order)] = np.arange(len(unique))
+        table = outputs[0] if len(outputs) == 1 else ops.concatenate(outputs, axis=0)
+        return table, position[np.asarray(inverse).reshape(n, k)], len(unique)
 
     def __call__(self, videos, train_units):
-        videos = _numpy(videos).astype("float32")
+        videos = ops.convert_to_tensor(videos, dtype="float32")
         batch, num_units = videos.shape[:2]
         combinations = unit_combinations(num_units, train_units)  # (n, K)
-        table = self._in_chunks(lambda v: self.parts.n3d(v, training=False), videos)  # (B, U_infer, T, h, w, C)
-        frames = table.shape[2]
-        keys, counts = combinations, []
+        # The 3D part mixes no units: one row per (video, unit).
+        units = ops.reshape(videos, (batch * num_units, 1) + tuple(videos.shape[2:]))
+        n3d = lambda x: self.parts.n3d(x, training=False)[:, 0]  # noqa: E731  (m, 1, T, H, W, 3) → (m, T, h, w, C)
+        table = self._gathered(n3d, units[:, 0], np.arange(batch * num_units)[:, None])
+        keys = (np.arange(batch)[:, None, None] * num_units + combinations[None]).reshape(-1, train_units)
+        counts = []
         for block, tail in zip(self.parts.blocks4d, self.parts.tails):
-            table, keys, count = self._block_level(block, tail, table, keys, frames)
-            counts.append(count)
+            table, keys, count = self._block_level(block, tail, table, keys, table.shape[1])
+            counts.append(count // batch)
         self.last_counts = counts
-        selected = table[:, keys]  # (B, n, K, T, h, w, C)
-        selected = selected.reshape((-1,) + selected.shape[2:])  # (B·n, K, ...)
-        scores = self._in_chunks(lambda x: self.parts.head(x, training=False), selected)
+        scores = self._gathered(lambda x: self.parts.head(x, training=False), table, keys)  # (B·n, classes)
         if not self.outputs_probabilities:
-            scores = _numpy(ops.softmax(scores, axis=-1))
-        return scores.reshape(batch, len(combinations), -1).mean(axis=1)
+            scores = ops.softmax(scores, axis=-1)
+        return _numpy(scores).reshape(batch, len(combinations), -1).mean(axis=1)
 
 
 def video_level_predict(model, videos, train_units, mode="combinations", predictor=None):
