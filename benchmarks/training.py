@@ -40,6 +40,8 @@ def keras_worker(connection, case, options):
     import keras_v4d
     from keras_v4d.training import compile_for_training
 
+    imported = _peak_rss_gb()
+
     name, batch, units, frames, size = case
     if options.get("mixed_precision"):
         keras.mixed_precision.set_global_policy(options["mixed_precision"])
@@ -58,7 +60,7 @@ def keras_worker(connection, case, options):
             model.train_on_batch(x, y)
             times.append(time.perf_counter() - start)
         connection.send(times)
-    connection.send(_peak_rss_gb())
+    connection.send((_peak_rss_gb(), imported))
 
 
 def torch_worker(connection, case, options):
@@ -69,6 +71,7 @@ def torch_worker(connection, case, options):
     sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
     from torch_reference import TSN
 
+    imported = _peak_rss_gb()
     torch.manual_seed(0)
     torch.set_num_threads(os.cpu_count())
     name, batch, units, frames, size = case
@@ -98,7 +101,7 @@ def torch_worker(connection, case, options):
             step()
             times.append(time.perf_counter() - start)
         connection.send(times)
-    connection.send(_peak_rss_gb())
+    connection.send((_peak_rss_gb(), imported))
 
 
 def _receive(process, connection):
@@ -131,6 +134,11 @@ def compare(case, rounds, steps, keras_options):
     return {label: statistics.median(t) for label, t in times.items()}, peaks
 
 
+def _memory(peaks):
+    peak, imported = peaks
+    return f"{peak:.2f} ({imported:.2f})"
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -148,7 +156,7 @@ def main():
     print(f"training step, {args.rounds} interleaved rounds × {args.steps} steps, medians; {os.cpu_count()} CPU cores"
           + (f"; keras options {options}" if options else ""))
     print(f"{'model':<16} {'batch × U×T×S²':<16} {'keras ms':>9} {'pytorch ms':>10} {'speed ratio':>11} "
-          f"{'keras GB':>8} {'pytorch GB':>10}")
+          f"{'keras GB (import)':>17} {'pytorch GB (import)':>19}")
     rows = []
     for index in args.cases if args.cases is not None else range(len(CASES)):
         case = CASES[index]
@@ -156,10 +164,11 @@ def main():
         ratio = medians["pytorch"] / medians["keras"]
         name, batch, units, frames, size = case
         print(f"{name:<16} {f'{batch} × {units}×{frames}×{size}²':<16} {1e3 * medians['keras']:>9.0f} "
-              f"{1e3 * medians['pytorch']:>10.0f} {ratio:>10.2f}× {peaks['keras']:>8.2f} {peaks['pytorch']:>10.2f}",
-              flush=True)
+              f"{1e3 * medians['pytorch']:>10.0f} {ratio:>10.2f}× {_memory(peaks['keras']):>17} "
+              f"{_memory(peaks['pytorch']):>19}", flush=True)
         rows.append(dict(case=case, medians=medians, peaks=peaks, ratio=ratio))
-    print("speed ratio = PyTorch step time / Keras step time (> 1: keras_v4d is faster)")
+    print("speed ratio = PyTorch step time / Keras step time (> 1: keras_v4d is faster); GB: the worker's peak "
+          "resident memory, in brackets its peak after its imports (framework, numpy, model code) alone")
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(rows, handle, indent=2)
