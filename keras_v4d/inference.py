@@ -138,10 +138,13 @@ class VideoLevelPredictor:
         videos = ops.convert_to_tensor(videos, dtype="float32")
         batch, num_units = videos.shape[:2]
         combinations = unit_combinations(num_units, train_units)  # (n, K)
-        # The 3D part mixes no units: one row per (video, unit).
-        units = ops.reshape(videos, (batch * num_units, 1) + tuple(videos.shape[2:]))
-        n3d = lambda x: self.parts.n3d(x, training=False)[:, 0]  # noqa: E731  (m, 1, T, H, W, 3) → (m, T, h, w, C)
-        table = self._gathered(n3d, units[:, 0], np.arange(batch * num_units)[:, None])
+
+        def n3d(x):  # (m, 1, T, H, W, 3) → (m, T, h, w, C)
+            return self.parts.n3d(x, training=False)[:, 0]
+
+        # The 3D part mixes no units: one table row per (video, unit).
+        units = ops.reshape(videos, (batch * num_units,) + tuple(videos.shape[2:]))
+        table = self._gathered(n3d, units, np.arange(batch * num_units)[:, None])
         keys = (np.arange(batch)[:, None, None] * num_units + combinations[None]).reshape(-1, train_units)
         counts = []
         for block, tail in zip(self.parts.blocks4d, self.parts.tails):
