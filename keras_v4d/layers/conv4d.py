@@ -164,6 +164,7 @@ class Conv4D(keras.layers.Layer):
 
     def unit_output(self, inputs, index):
         """``self(inputs)[:, index:index + 1]`` computed for that unit only: ``(B, 1, T, H, W, filters)``."""
+        inputs = ops.convert_to_tensor(inputs)
         check_channels(inputs.shape, self.input_channels, self.name)
         outputs = conv4d_at_unit(inputs, ops.cast(self.kernel, inputs.dtype), index)
         if self.bias is not None:

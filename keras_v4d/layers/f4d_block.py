@@ -58,6 +58,7 @@ class F4DBlock(keras.layers.Layer):
     def unit_output(self, inputs, index, training=None):
         """``self(inputs)[:, index:index + 1]``, with CA and STA (which work per unit) run on that
         unit only: ``(B, U, T, H, W, C)`` → ``(B, 1, T, H, W, C)``."""
+        inputs = ops.convert_to_tensor(inputs)
         x = self._mixing_units(inputs, training)[:, index:index + 1]
         return inputs[:, index:index + 1] + self._per_unit_attention(x)
 

@@ -59,6 +59,7 @@ class Residual4D(keras.layers.Layer):
     def unit_output(self, inputs, index, training=None):
         """``self(inputs)[:, index:index + 1]`` at one unit's cost (Algorithm 1 needs only one
         unit of each window): ``(B, U, T, H, W, C)`` → ``(B, 1, T, H, W, C)``."""
+        inputs = ops.convert_to_tensor(inputs)
         branch = self.conv.unit_output(inputs, index)
         if self.norm_layer is not None:
             branch = ops.relu(self.norm_layer(branch, training=training))
