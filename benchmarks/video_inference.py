@@ -14,7 +14,6 @@ import argparse
 import itertools
 import os
 import statistics
-import sys
 import time
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")

@@ -2,9 +2,6 @@
 
 import csv
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -13,17 +10,12 @@ import tensorflow as tf
 from keras_v4d.data import eval_transform, load_video_views, segment_indices, write_video
 from keras_v4d.inference import video_level_predict
 from keras_v4d.models import build_resnet3d
+from tests.commands import run_tool
 from tests.damaged import decodable_frames, write_cut_faststart_mp4
 
 SAMPLING = ["--num_units=4", "--train_units=2", "--frames_per_unit=2", "--stride=2", "--crop_size=32",
             "--short_side=32", "--num_crops=3"]
 VIEW_ARGS = dict(num_units=4, frames_per_unit=2, stride=2, crop_size=32, short_side=32, num_crops=3)
-
-
-def _tool(name, *args):
-    env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3"}
-    return subprocess.run([sys.executable, "-m", f"keras_v4d.cli.{name}", *map(str, args)], env=env,
-                          capture_output=True, text=True, timeout=300)
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +40,7 @@ def trained(tmp_path_factory):
 
 def test_evaluate_writes_video_level_metrics_and_per_class_accuracy(trained, tmp_path):
     model, checkpoint, data, videos = trained
-    result = _tool("evaluate", f"--checkpoint={checkpoint}", f"--data={data}", f"--output={tmp_path}",
+    result = run_tool("evaluate", f"--checkpoint={checkpoint}", f"--data={data}", f"--output={tmp_path}",
                    "--batch_size=3", "--noprogress", *SAMPLING)
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((tmp_path / "metrics.json").read_text())
@@ -90,7 +82,7 @@ def damaged_list(trained):
 def test_evaluate_goes_on_past_damaged_videos_and_lists_the_unreadable(trained, damaged_list, tmp_path):
     model, checkpoint, _, _ = trained
     root, entries = damaged_list
-    result = _tool("evaluate", f"--checkpoint={checkpoint}", f"--data={root / 'list.txt'}", f"--output={tmp_path}",
+    result = run_tool("evaluate", f"--checkpoint={checkpoint}", f"--data={root / 'list.txt'}", f"--output={tmp_path}",
                    "--batch_size=3", "--noprogress", *SAMPLING)
     assert result.returncode == 1, result.stderr[-3000:]
     assert "1 video(s) could not be read" in result.stderr and "unreadable.csv" in result.stderr
@@ -126,7 +118,7 @@ def test_evaluate_goes_on_past_damaged_videos_and_lists_the_unreadable(trained, 
 def test_evaluate_strict_stops_at_the_first_unreadable_video(trained, damaged_list, tmp_path):
     _, checkpoint, _, _ = trained
     root, _ = damaged_list
-    result = _tool("evaluate", f"--checkpoint={checkpoint}", f"--data={root / 'list.txt'}", f"--output={tmp_path}",
+    result = run_tool("evaluate", f"--checkpoint={checkpoint}", f"--data={root / 'list.txt'}", f"--output={tmp_path}",
                    "--batch_size=3", "--noprogress", "--strict", *SAMPLING)
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
@@ -136,14 +128,14 @@ def test_evaluate_strict_stops_at_the_first_unreadable_video(trained, damaged_li
 
 def test_evaluate_rejects_a_missing_checkpoint_and_a_class_mismatch(trained, tmp_path):
     _, checkpoint, data, _ = trained
-    missing = _tool("evaluate", f"--checkpoint={tmp_path / 'nope.keras'}", f"--data={data}",
+    missing = run_tool("evaluate", f"--checkpoint={tmp_path / 'nope.keras'}", f"--data={data}",
                     f"--output={tmp_path}", *SAMPLING)
     assert missing.returncode == 2 and "checkpoint not found" in missing.stderr and "nope.keras" in missing.stderr
     (data.parent / "three" / "a").mkdir(parents=True)
     for name in ("a", "b", "c"):
         (data.parent / "three" / name).mkdir(exist_ok=True)
         write_video(str(data.parent / "three" / name / "0.mp4"), np.zeros((8, 32, 32, 3), np.uint8))
-    mismatch = _tool("evaluate", f"--checkpoint={checkpoint}", f"--data={data.parent / 'three'}",
+    mismatch = run_tool("evaluate", f"--checkpoint={checkpoint}", f"--data={data.parent / 'three'}",
                      f"--output={tmp_path}", "--class_names=", *SAMPLING)
     assert mismatch.returncode == 2
     assert "has 3 classes but the model" in mismatch.stderr and "2 outputs" in mismatch.stderr
@@ -154,7 +146,7 @@ def test_predict_lists_top_classes_by_name_and_reports_unreadable_videos(trained
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"\x00\x00\x00\x18ftypmp42 this is not a video")
     good = videos[0][0]
-    result = _tool("predict", f"--checkpoint={checkpoint}", "--json", "--top_k=2", *SAMPLING, good, broken)
+    result = run_tool("predict", f"--checkpoint={checkpoint}", "--json", "--top_k=2", *SAMPLING, good, broken)
     assert result.returncode == 1
     assert str(broken) in result.stderr and "1 of 2 video(s) could not be read" in result.stderr
     (line,) = [json.loads(x) for x in result.stdout.splitlines() if x.startswith("{")]
@@ -166,9 +158,9 @@ def test_predict_lists_top_classes_by_name_and_reports_unreadable_videos(trained
 
 def test_predict_needs_videos_and_a_matching_class_list(trained, tmp_path):
     _, checkpoint, _, videos = trained
-    no_videos = _tool("predict", f"--checkpoint={checkpoint}")
+    no_videos = run_tool("predict", f"--checkpoint={checkpoint}")
     assert no_videos.returncode == 2 and "give one or more video files" in no_videos.stderr
     names = tmp_path / "names.txt"
     names.write_text("a\nb\nc\n")
-    wrong = _tool("predict", f"--checkpoint={checkpoint}", f"--class_names={names}", videos[0][0])
+    wrong = run_tool("predict", f"--checkpoint={checkpoint}", f"--class_names={names}", videos[0][0])
     assert wrong.returncode == 2 and "lists 3 classes" in wrong.stderr and "2 outputs" in wrong.stderr

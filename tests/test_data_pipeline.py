@@ -1,8 +1,6 @@
 """The video-file and TFRecord pipelines on real encoded files written by the tests with PyAV."""
 
 import os
-import subprocess
-import sys
 
 import av
 import numpy as np
@@ -10,10 +8,11 @@ import pytest
 import tensorflow as tf
 
 from keras_v4d.data import (
-    BadVideoError, VideoFiles, read_annotations, read_frames, segment_indices, video_dataset, write_video)
+    BadVideoError, read_annotations, read_frames, segment_indices, video_dataset, write_video)
 from keras_v4d.data.convert import convert
 from keras_v4d.data.tfrecord import encode_example
 from keras_v4d.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from tests.commands import run_tool
 
 LEVEL = 4  # frame i is filled with grey level LEVEL·i, so a decoded frame tells its own index
 NUM_FRAMES = 60
@@ -154,9 +153,8 @@ def test_folder_per_class_source(tmp_path):
 
 def test_converter_cli_reports_skips_and_exit_code(videos, tmp_path):
     out = str(tmp_path / "records" / "train")
-    result = subprocess.run([sys.executable, "-m", "keras_v4d.cli.convert_data", f"--annotations={videos / 'all.txt'}",
-                             f"--output={out}", "--num_shards=2", "--workers=2", "--short_side=32"],
-                            capture_output=True, text=True, timeout=300)
+    result = run_tool("convert_data", f"--annotations={videos / 'all.txt'}",
+                             f"--output={out}", "--num_shards=2", "--workers=2", "--short_side=32")
     assert result.returncode == 1, result.stderr
     assert "wrote 5 video(s) to 2 shard(s)" in result.stdout  # a.mp4 twice (one mislabelled), b, c, d
     assert "skipped 4 video(s)" in result.stdout and "missing.mp4: " in result.stdout

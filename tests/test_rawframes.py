@@ -2,8 +2,6 @@
 extract from real encoded videos, compared with the video-file path on the same videos."""
 
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -15,6 +13,7 @@ from keras_v4d.data import (
 from keras_v4d.data.convert import convert
 from keras_v4d.data.sources import parse_frame_template
 from keras_v4d.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from tests.commands import run_tool
 
 LEVEL = 8  # frame i of the index-coded videos is uniform grey LEVEL·i: a decoded frame tells its index
 SAMPLING = dict(num_units=3, frames_per_unit=2, stride=3, crop_size=32, short_side=32)
@@ -208,9 +207,8 @@ def test_converter_accepts_rawframe_lists(data, tmp_path):
 
 def test_converter_cli_on_a_rawframe_list(data, tmp_path):
     out = str(tmp_path / "records" / "train")
-    result = subprocess.run([sys.executable, "-m", "keras_v4d.cli.convert_data", f"--annotations={data / 'mixed.txt'}",
-                             f"--output={out}", "--num_shards=1", "--workers=1", "--short_side=32"],
-                            capture_output=True, text=True, timeout=300)
+    result = run_tool("convert_data", f"--annotations={data / 'mixed.txt'}",
+                             f"--output={out}", "--num_shards=1", "--workers=1", "--short_side=32")
     assert result.returncode == 1, result.stderr
     assert "wrote 3 video(s) to 1 shard(s)" in result.stdout and "skipped 4 video(s)" in result.stdout
     assert "frames/overclaimed: total_frames is 40" in result.stdout

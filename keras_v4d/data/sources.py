@@ -86,6 +86,36 @@ def read_class_names(path):
         return [line.strip() for line in handle if line.strip()]
 
 
+def _is_int(text):
+    return text.lstrip("-").isdigit()
+
+
+def _entries(path):
+    """``(line number, stripped line)`` of an annotation list, without blank lines and ``#`` comments."""
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            line = line.strip()
+            if line and not line.startswith("#"):
+                yield number, line
+
+
+def _label_indexer(path, class_names):
+    """``(class_names, index)``: ``index(label, number)`` maps an int or class-name label to its
+    int, or raises a ``ValueError`` naming ``path`` and the line number."""
+    if isinstance(class_names, str):
+        class_names = read_class_names(class_names)
+    name_to_index = {name: i for i, name in enumerate(class_names or [])}
+
+    def index(label, number):
+        if _is_int(label):
+            return int(label)
+        if label in name_to_index:
+            return name_to_index[label]
+        raise ValueError(f"{path}:{number}: label {label!r} is neither an int nor a known class name")
+
+    return class_names, index
+
+
 def read_annotations(path, root=None, class_names=None):
     """Parses an annotation list: one ``relative/path label`` per line (label: int or class name).
 
@@ -93,33 +123,17 @@ def read_annotations(path, root=None, class_names=None):
     are ignored. A malformed line raises a ``ValueError`` naming the file and line number.
     """
     root = os.path.dirname(os.path.abspath(path)) if root is None else root
-    if isinstance(class_names, str):
-        class_names = read_class_names(class_names)
-    name_to_index = {name: i for i, name in enumerate(class_names or [])}
+    class_names, label_index = _label_indexer(path, class_names)
     paths, labels, ids = [], [], []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            line = line.strip()
-            if not line or line.startswith("#"):
-                continue
-            parts = line.rsplit(maxsplit=1)
-            if len(parts) != 2:
-                raise ValueError(f"{path}:{number}: expected 'path label', got {line!r}")
-            relative, label = parts
-            if label.lstrip("-").isdigit():
-                label = int(label)
-            elif label in name_to_index:
-                label = name_to_index[label]
-            else:
-                raise ValueError(f"{path}:{number}: label {label!r} is neither an int nor a known class name")
-            paths.append(os.path.join(root, relative))
-            labels.append(label)
-            ids.append(relative)
+    for number, line in _entries(path):
+        parts = line.rsplit(maxsplit=1)
+        if len(parts) != 2:
+            raise ValueError(f"{path}:{number}: expected 'path label', got {line!r}")
+        relative, label = parts
+        paths.append(os.path.join(root, relative))
+        labels.append(label_index(label, number))
+        ids.append(relative)
     return VideoFiles(paths, labels, ids, class_names)
-
-
-def _is_int(text):
-    return text.lstrip("-").isdigit()
 
 
 def _looks_like_rawframes(line):
@@ -131,11 +145,8 @@ def _looks_like_rawframes(line):
 
 def list_format(path):
     """``'rawframes'`` if the list's first entry is ``frame_dir total_frames label``, else ``'videos'``."""
-    with open(path, encoding="utf-8") as handle:
-        for line in handle:
-            line = line.strip()
-            if line and not line.startswith("#"):
-                return "rawframes" if _looks_like_rawframes(line) else "videos"
+    for _, line in _entries(path):
+        return "rawframes" if _looks_like_rawframes(line) else "videos"
     return "videos"
 
 
@@ -150,29 +161,17 @@ def read_rawframe_annotations(path, root=None, class_names=None, template=DEFAUL
     """
     parse_frame_template(template)
     root = os.path.dirname(os.path.abspath(path)) if root is None else root
-    if isinstance(class_names, str):
-        class_names = read_class_names(class_names)
-    name_to_index = {name: i for i, name in enumerate(class_names or [])}
+    class_names, label_index = _label_indexer(path, class_names)
     dirs, totals, labels, ids = [], [], [], []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            line = line.strip()
-            if not line or line.startswith("#"):
-                continue
-            parts = line.rsplit(maxsplit=2)
-            if len(parts) != 3 or not _is_int(parts[1]):
-                raise ValueError(f"{path}:{number}: expected 'frame_dir total_frames label', got {line!r}")
-            relative, total, label = parts
-            if _is_int(label):
-                label = int(label)
-            elif label in name_to_index:
-                label = name_to_index[label]
-            else:
-                raise ValueError(f"{path}:{number}: label {label!r} is neither an int nor a known class name")
-            dirs.append(os.path.join(root, relative))
-            totals.append(int(total))
-            labels.append(label)
-            ids.append(relative)
+    for number, line in _entries(path):
+        parts = line.rsplit(maxsplit=2)
+        if len(parts) != 3 or not _is_int(parts[1]):
+            raise ValueError(f"{path}:{number}: expected 'frame_dir total_frames label', got {line!r}")
+        relative, total, label = parts
+        dirs.append(os.path.join(root, relative))
+        totals.append(int(total))
+        labels.append(label_index(label, number))
+        ids.append(relative)
     return RawFrames(dirs, totals, labels, ids, class_names, template, start_index)
 
 
