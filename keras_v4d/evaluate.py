@@ -44,7 +44,6 @@ def per_class_rows(labels, predictions, num_classes, class_names):
 
 def video_level_scores(model, dataset, train_units, mode="combinations", progress=True, total=None):
     """Video-level scores of every video of an evaluation ``dataset``: ``(labels, scores, ids)``."""
-
     predictor = VideoLevelPredictor(model)
     labels, scores, ids = [], [], []
     for views, y, video_ids in tqdm(dataset, total=total, unit="batch", disable=not progress, desc="evaluate"):
@@ -166,8 +165,6 @@ def evaluate(model, data, *, train_units, sampling, mode="combinations", batch_s
         ValueError when the source does not fit the model; with ``strict``, ``BadVideoError`` naming
         the first video that cannot be read.
     """
-
-
     num_classes = model.outputs[0].shape[-1]
     source = resolve_source(data, class_names=class_names)
     _check_source(source, num_classes, class_names, data)

@@ -21,7 +21,6 @@ def top_classes(probabilities, class_names, k):
 def predict_videos(model, paths, *, train_units, sampling, mode="combinations", class_names=None, top_k=5):
     """Yields ``(path, [(class name, probability), ...], None)`` per video file, or
     ``(path, None, error message)`` for a file that cannot be read (the others still run)."""
-
     predictor = VideoLevelPredictor(model)
     for path in paths:
         try:

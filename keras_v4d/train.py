@@ -73,8 +73,6 @@ def train(model_name="V4DResNet18", train_data=None, output=None, *, val_data=No
         ValueError naming the argument or file at fault; with ``strict``, ``BadVideoError`` naming the
         first video that cannot be read.
     """
-
-
     if not train_data or not output:
         raise ValueError("`train_data` and `output` are required")
     if model_name not in BUILDERS:
@@ -148,7 +146,6 @@ def train(model_name="V4DResNet18", train_data=None, output=None, *, val_data=No
 
 
 def _print_skip_summary(skip_log, val_skip_log, output):
-
     parts = []
     for name, log in (("training", skip_log), ("validation", val_skip_log)):
         if log is not None:

@@ -66,12 +66,15 @@ def test_conv4d_unit_output_is_that_unit_of_eq1(kernel_size, num_units):
         np.testing.assert_allclose(got, expected[:, index:index + 1], atol=1e-4)
 
 
-def test_conv4d_unit_output_bad_index():
-    layer = Conv4D(4)
+@pytest.mark.parametrize("make", [lambda: Conv4D(4), lambda: Residual4D(), lambda: F4DBlock()],
+                         ids=["conv4d", "residual4d", "f4d"])
+def test_unit_output_bad_index(make):
+    layer = make()
     x = np.zeros((1, 3, 2, 4, 4, 4), "float32")
     layer.build(x.shape)
-    with pytest.raises(ValueError, match="index=3"):
-        layer.unit_output(x, 3)
+    for index in (3, -1):
+        with pytest.raises(ValueError, match=f"index={index}"):
+            layer.unit_output(x, index)
 
 
 @pytest.mark.parametrize("make", [

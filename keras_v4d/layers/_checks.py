@@ -1,5 +1,7 @@
 """Argument and shape checks shared by the layers: clear ``ValueError``s naming what is wrong."""
 
+import numbers
+
 
 def normalize_tuple(value, length, argument, layer_name, odd=False):
     """Returns ``value`` as a tuple of ``length`` positive ints (an int is repeated)."""
@@ -46,3 +48,11 @@ def check_channels(input_shape, expected, layer_name):
             f"{layer_name} expects {expected} input channels, got shape {tuple(input_shape)} "
             f"with {input_shape[-1]} channels."
         )
+
+
+def check_unit_index(index, input_shape, layer_name):
+    """``index`` must name a unit of a ``(B, U, …)`` input with a known U."""
+    num_units = input_shape[1]
+    if num_units is None or not isinstance(index, numbers.Integral) or not 0 <= index < num_units:
+        raise ValueError(f"{layer_name}: `index` must lie in [0, U) for a known U, got index={index!r} "
+                         f"and input shape {tuple(input_shape)}.")

@@ -5,7 +5,7 @@ import math
 import keras
 from keras import ops
 
-from keras_v4d.layers._checks import check_channels, check_rank, normalize_tuple
+from keras_v4d.layers._checks import check_channels, check_rank, check_unit_index, normalize_tuple
 from keras_v4d.layers.units import fold_units, unfold_units
 
 
@@ -85,10 +85,8 @@ def conv4d_at_unit(x, kernel, index):
     Returns:
         ``(B, 1, T, H, W, C_out)``.
     """
+    check_unit_index(index, x.shape, "conv4d_at_unit")
     num_units = x.shape[1]
-    if num_units is None or not 0 <= index < num_units:
-        raise ValueError(f"conv4d_at_unit: `index` must lie in [0, U) for a known U, got index={index!r} "
-                         f"and input shape {tuple(x.shape)}.")
     pad = kernel.shape[0] // 2
     offsets = [s for s in range(kernel.shape[0]) if 0 <= index + s - pad < num_units]
     units = ops.concatenate([x[:, index + s - pad] for s in offsets], axis=-1)  # (B, T, H, W, w·C_in)
@@ -157,19 +155,16 @@ class Conv4D(keras.layers.Layer):
 
     def call(self, inputs):
         check_channels(inputs.shape, self.input_channels, self.name)
-        outputs = conv4d(inputs, ops.cast(self.kernel, inputs.dtype))
-        if self.bias is not None:
-            outputs = outputs + ops.cast(self.bias, outputs.dtype)
-        return outputs
+        return self._add_bias(conv4d(inputs, ops.cast(self.kernel, inputs.dtype)))
 
     def unit_output(self, inputs, index):
         """``self(inputs)[:, index:index + 1]`` computed for that unit only: ``(B, 1, T, H, W, filters)``."""
         inputs = ops.convert_to_tensor(inputs)
         check_channels(inputs.shape, self.input_channels, self.name)
-        outputs = conv4d_at_unit(inputs, ops.cast(self.kernel, inputs.dtype), index)
-        if self.bias is not None:
-            outputs = outputs + ops.cast(self.bias, outputs.dtype)
-        return outputs
+        return self._add_bias(conv4d_at_unit(inputs, ops.cast(self.kernel, inputs.dtype), index))
+
+    def _add_bias(self, outputs):
+        return outputs if self.bias is None else outputs + ops.cast(self.bias, outputs.dtype)
 
     def compute_output_shape(self, input_shape):
         check_rank(input_shape, 6, "Conv4D", "(batch, U, T, H, W, channels)")

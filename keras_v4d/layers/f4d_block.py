@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from keras_v4d.layers._checks import check_rank, normalize_tuple
+from keras_v4d.layers._checks import check_rank, check_unit_index, normalize_tuple
 from keras_v4d.layers.attention import ChannelAttention, SpatioTemporalAttention, TemporalAttention
 from keras_v4d.layers.factorized4d import Factorized4D
 from keras_v4d.layers.normalization import batch_norm
@@ -59,6 +59,7 @@ class F4DBlock(keras.layers.Layer):
         """``self(inputs)[:, index:index + 1]``, with CA and STA (which work per unit) run on that
         unit only: ``(B, U, T, H, W, C)`` → ``(B, 1, T, H, W, C)``."""
         inputs = ops.convert_to_tensor(inputs)
+        check_unit_index(index, inputs.shape, self.name)
         x = self._mixing_units(inputs, training)[:, index:index + 1]
         return inputs[:, index:index + 1] + self._per_unit_attention(x)
 

@@ -51,19 +51,20 @@ class Residual4D(keras.layers.Layer):
             self.norm_layer.build(input_shape)
 
     def call(self, inputs, training=None):
-        branch = self.conv(inputs)
-        if self.norm_layer is not None:
-            branch = ops.relu(self.norm_layer(branch, training=training))
-        return inputs + branch
+        return inputs + self._branch_activation(self.conv(inputs), training)
 
     def unit_output(self, inputs, index, training=None):
         """``self(inputs)[:, index:index + 1]`` at one unit's cost (Algorithm 1 needs only one
         unit of each window): ``(B, U, T, H, W, C)`` → ``(B, 1, T, H, W, C)``."""
         inputs = ops.convert_to_tensor(inputs)
-        branch = self.conv.unit_output(inputs, index)
-        if self.norm_layer is not None:
-            branch = ops.relu(self.norm_layer(branch, training=training))
+        branch = self._branch_activation(self.conv.unit_output(inputs, index), training)
         return inputs[:, index:index + 1] + branch
+
+    def _branch_activation(self, branch, training):
+        """``ReLU(BN(·))`` of the paper form; the released form adds the convolution as it is."""
+        if self.norm_layer is None:
+            return branch
+        return ops.relu(self.norm_layer(branch, training=training))
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)

@@ -44,7 +44,6 @@ _DEPTHS = {("bottleneck", (3, 4, 6, 3)): "ResNet50", ("bottleneck", (3, 4, 23, 3
 
 def architectures():
     """``{"v4d_resnet50": V4DResNet50, ...}``: each builder under its default model name."""
-
     return {inspect.signature(b).parameters["name"].default: b for b in BUILDERS.values()}
 
 
@@ -137,7 +136,6 @@ class OfficialLayout:
 
 def _model_structure(model):
     """``({keras stage number: [block kinds]}, {(torch layer, block): layer name})`` of ``model``."""
-
     names = {layer.name for layer in model.layers}
     stages = {}
     for name in sorted(names):

@@ -6,10 +6,9 @@ temporal window lies inside the clip; I3D-S pads time with zeros (as the papers)
 the temporal receptive field of the clip's ends differ (see ``tests/test_weights.py``).
 """
 
-import keras
 import numpy as np
 
-from keras_v4d.weights.torch_layout import group_by_module, load_resnet_modules, set_batch_norm
+from keras_v4d.weights.torch_layout import group_by_module, load_resnet_modules, set_batch_norm, weighted_kind
 
 _KERAS_STAGES = {"conv2": "res2", "conv3": "res3", "conv4": "res4", "conv5": "res5"}
 _KERAS_PARTS = {"0": "shortcut", "1": "1", "2": "2", "3": "3"}
@@ -26,16 +25,15 @@ def _keras_applications_name(name):
 
 
 def _inflate_from_keras(model3d, model2d):
-
     pending = {}
     for layer in model2d.layers:
         target = _keras_applications_name(layer.name)
         if target is not None and layer.weights:
             pending[target] = layer
     for layer in model3d.layers:
-        if not isinstance(layer, (keras.layers.Conv3D, keras.layers.BatchNormalization)):
+        kind = weighted_kind(layer)
+        if kind is None:
             continue
-        kind = "Conv3D" if isinstance(layer, keras.layers.Conv3D) else "BatchNormalization"
         if layer.name not in pending:
             raise ValueError(f"inflate_2d: the 2D model '{model2d.name}' has no layer for '{layer.name}' "
                              f"(expected keras.applications ResNet naming)")

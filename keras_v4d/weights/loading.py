@@ -24,7 +24,6 @@ def load_trained_model(checkpoint, model_name=None, num_classes=None, **builder_
     if not os.path.isfile(checkpoint):
         raise FileNotFoundError(f"checkpoint not found: {checkpoint}")
     if checkpoint.endswith(".keras"):
-
         try:
             return keras.saving.load_model(checkpoint, compile=False)
         except Exception as error:  # noqa: BLE001  (zip, JSON and h5 errors of a damaged file)

@@ -48,7 +48,6 @@ def registry_settings(tag):
     """The settings ``predict``/``evaluate`` use for ``tag``: the entry's ``input`` block (the keys of
     ``keras_v4d.settings.DEFAULTS``) plus ``class_names`` (a list or ``None``), in the form of a
     training run's ``settings.json``."""
-
     entry = presets.weights_info(tag)
     settings = dict(entry.get("input") or {})
     unknown = sorted(set(settings) - set(DEFAULTS))

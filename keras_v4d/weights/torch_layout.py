@@ -15,6 +15,16 @@ _BLOCK_KEY = re.compile(r"^layer(\d)\.(\d+)\.(conv[123]|bn[123]|downsample\.[01]
 _BN_FIELDS = ("weight", "bias", "running_mean", "running_var")
 
 
+def weighted_kind(layer):
+    """``"Conv3D"`` or ``"BatchNormalization"`` (subclasses included) for the layers that carry the
+    checkpoints' weights; ``None`` for any other layer."""
+    if isinstance(layer, keras.layers.Conv3D):
+        return "Conv3D"
+    if isinstance(layer, keras.layers.BatchNormalization):
+        return "BatchNormalization"
+    return None
+
+
 def to_numpy(tensor):
     return tensor.detach().cpu().numpy() if hasattr(tensor, "detach") else np.asarray(tensor)
 
@@ -116,9 +126,9 @@ def load_resnet_modules(model, modules, inflate=False, block_renumbering=None, s
         if name is not None:
             targets[name] = module
     for layer in model.layers:
-        if not isinstance(layer, (keras.layers.Conv3D, keras.layers.BatchNormalization)) or layer.name in skip:
+        kind = weighted_kind(layer)
+        if kind is None or layer.name in skip:
             continue
-        kind = "Conv3D" if isinstance(layer, keras.layers.Conv3D) else "BatchNormalization"
         if layer.name not in targets:
             expected = _torch_name(layer.name, block_renumbering)
             where = f" (expected checkpoint module '{key_prefix}{expected}')" if expected else ""
