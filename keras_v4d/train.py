@@ -59,7 +59,8 @@ def train(model_name="V4DResNet18", train_data=None, output=None, *, val_data=No
         output: folder for ``epoch-NNN.weights.h5``, ``last.keras``, ``history.csv``, ``settings.json``.
         num_classes: default: the number of the training source's class names.
         num_units, frames_per_unit, stride, crop_size, short_side: the sampler (U, T, τ) and augmentation.
-        lr, weight_decay, decay_epochs: the optimizer (SGD with momentum 0.9, lr ÷ 10 at ``decay_epochs``).
+        lr, weight_decay, decay_epochs: the optimizer (SGD with momentum 0.9 and L2 weight decay, as
+            PyTorch's ``SGD(weight_decay=...)``; lr ÷ 10 at ``decay_epochs``).
         strategy: ``"default"``, ``"mirrored"`` (all local GPUs) or ``"multiworker"`` (TF_CONFIG hosts).
         mixed_precision: ``mixed_float16`` on a GPU; refused on CPU, where it is slower (README).
         init_weights: optional ``.weights.h5`` to start from (e.g. a 3D backbone).

@@ -17,7 +17,8 @@ import tensorflow as tf
 import keras_v4d
 from keras_v4d.data import write_video
 from keras_v4d.training import (
-    EpochProgress, MeanClassAccuracy, compile_for_training, paper_learning_rate, paper_optimizer, training_callbacks)
+    EpochProgress, MeanClassAccuracy, SGDWithL2, compile_for_training, paper_learning_rate, paper_optimizer,
+    training_callbacks)
 from tests.damaged import write_cut_faststart_mp4
 
 
@@ -31,10 +32,43 @@ def test_weight_decay_skips_batchnorm_and_biases():
     model = keras_v4d.V4DResNet18(classes=3, input_shape=(2, 2, 32, 32, 3))
     optimizer = paper_optimizer(steps_per_epoch=1, weight_decay=0.1, base_lr=1.0, momentum=0.0)
     optimizer.build(model.trainable_variables)
-    decayed = {v.path for v in model.trainable_variables if optimizer._use_weight_decay(v)}
+    decayed = {v.path for v in model.trainable_variables if optimizer.decays(v)}
     assert any("conv/kernel" in p for p in decayed) and "predictions/kernel" in decayed
     assert not any(p.endswith(("gamma", "beta", "bias")) for p in decayed)
     assert optimizer.global_clipnorm == 20.0
+    restored = keras.optimizers.deserialize(keras.optimizers.serialize(optimizer))
+    assert isinstance(restored, SGDWithL2) and restored.l2 == 0.1 and restored.no_decay == optimizer.no_decay
+
+
+@pytest.mark.backend_agnostic
+def test_paper_optimizer_steps_as_torch_sgd_with_weight_decay_after_clipping():
+    """The released code's update: clip_grad_norm_(20), then torch.optim.SGD(momentum=0.9,
+    weight_decay=λ) with λ on kernels only; same gradients, same weights after four steps."""
+    torch = pytest.importorskip("torch")
+    inputs = keras.Input((4, 6, 6, 2))
+    x = keras.layers.Conv3D(5, 3, name="conv")(inputs)
+    x = keras.layers.BatchNormalization(name="bn")(x)
+    x = keras.layers.GlobalAveragePooling3D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(3, name="fc")(x))
+    variables = model.trainable_variables
+    optimizer = paper_optimizer(steps_per_epoch=100, base_lr=0.1, weight_decay=0.05)
+    params = [torch.tensor(keras.ops.convert_to_numpy(v), requires_grad=True) for v in variables]
+    kernels = [p for p, v in zip(params, variables) if v.name == "kernel"]
+    others = [p for p, v in zip(params, variables) if v.name != "kernel"]
+    assert len(kernels) == 2 and len(others) == 4
+    reference = torch.optim.SGD([{"params": kernels, "weight_decay": 0.05}, {"params": others, "weight_decay": 0.0}],
+                                lr=0.1, momentum=0.9)
+    rng = np.random.default_rng(0)
+    for _ in range(4):
+        gradients = [rng.normal(scale=5.0, size=v.shape).astype("float32") for v in variables]
+        optimizer.apply([keras.ops.convert_to_tensor(g) for g in gradients], variables)
+        for p, g in zip(params, gradients):
+            p.grad = torch.from_numpy(g)
+        assert float(torch.nn.utils.clip_grad_norm_(params, 20.0)) > 20.0  # the clipping is exercised
+        reference.step()
+    for v, p in zip(variables, params):
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(v), p.detach().numpy(), rtol=1e-5, atol=1e-6,
+                                   err_msg=v.path)
 
 
 def test_mean_class_accuracy_weighs_classes_equally():
