@@ -102,8 +102,8 @@ class MeanClassAccuracy(keras.metrics.Metric):
         return ops.sum(per_class) / ops.maximum(ops.sum(ops.cast(present, self.dtype)), 1.0)
 
     def reset_state(self):
-        self.correct.assign(ops.zeros_like(self.correct))
-        self.seen.assign(ops.zeros_like(self.seen))
+        self.correct.assign(ops.zeros(self.correct.shape, self.dtype))
+        self.seen.assign(ops.zeros(self.seen.shape, self.dtype))
 
     def get_config(self):
         return {**super().get_config(), "num_classes": self.num_classes}

@@ -71,6 +71,7 @@ def test_paper_optimizer_steps_as_torch_sgd_with_weight_decay_after_clipping():
                                    err_msg=v.path)
 
 
+@pytest.mark.backend_agnostic
 def test_mean_class_accuracy_weighs_classes_equally():
     metric = MeanClassAccuracy(3)
     # class 0: 3/4 right, class 1: 0/1, class 2 absent  →  (0.75 + 0) / 2
@@ -78,6 +79,7 @@ def test_mean_class_accuracy_weighs_classes_equally():
     assert float(metric.result()) == pytest.approx(0.375)
 
 
+@pytest.mark.backend_agnostic
 def test_compiled_model_fits_and_reports_video_metrics():
     model = keras_v4d.TSNResNet18(classes=3, input_shape=(2, 2, 32, 32, 3))
     compile_for_training(model, steps_per_epoch=2)
