@@ -4,7 +4,9 @@ network in PyTorch (the tests' official-layout reference, ``tests/torch_referenc
 Each framework runs in its own worker process (so that peak resident memory is its own); the
 driver interleaves rounds — keras, pytorch, keras, pytorch, … — and prints medians and ratios.
 One step = forward, cross-entropy, backward, global-norm clipping (20) and SGD with momentum 0.9
-and weight decay 1e-5, as in the paper's recipe (V4D §4.2), on random videos.
+and L2 weight decay 1e-5 on the kernels, as in the paper's recipe (V4D §4.2) and the released code
+(the same update on both sides: ``keras_v4d.training.SGDWithL2`` and ``torch.optim.SGD``), on random
+videos.
 Run: ``python benchmarks/training.py [--rounds 3 --steps 3]``.
 """
 

@@ -31,7 +31,7 @@ flags.DEFINE_integer("stride", 8, "Frame stride τ inside a unit.")
 flags.DEFINE_integer("crop_size", 224, "Training crop size.")
 flags.DEFINE_integer("short_side", 256, "Short side before cropping.")
 flags.DEFINE_float("lr", 0.01, "Base learning rate.")
-flags.DEFINE_float("weight_decay", 1e-5, "Weight decay (not on BN or biases).")
+flags.DEFINE_float("weight_decay", 1e-5, "L2 weight decay, added to the gradient as in PyTorch's SGD (not on BN or biases).")
 flags.DEFINE_list("decay_epochs", ["35", "60", "80"], "Epochs where the learning rate is divided by 10.")
 flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multiworker"],
                   "default: one device; mirrored: all local GPUs (MirroredStrategy); multiworker: TF_CONFIG hosts.")
