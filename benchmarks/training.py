@@ -7,7 +7,8 @@ One step = forward, cross-entropy, backward, global-norm clipping (20) and SGD w
 and L2 weight decay 1e-5 on the kernels, as in the paper's recipe (V4D §4.2) and the released code
 (the same update on both sides: ``keras_v4d.training.SGDWithL2`` and ``torch.optim.SGD``), on random
 videos.
-Run: ``python benchmarks/training.py [--rounds 3 --steps 3]``.
+Run: ``python benchmarks/training.py [--rounds 3 --steps 3]``; ``--keras_env NAME=VALUE …`` starts the
+Keras worker with extra environment variables (allocator settings: memory against speed).
 """
 
 import argparse
@@ -114,13 +115,30 @@ def _receive(process, connection):
     return connection.recv()
 
 
-def compare(case, rounds, steps, keras_options):
+def _start(context, target, args, name, env):
+    """Spawns ``target(*args)``; ``env`` is the environment the new process starts with, on top of
+    this one's (read at its start-up: glibc's ``MALLOC_*`` and TensorFlow's allocator switches)."""
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    try:
+        process = context.Process(target=target, args=args, daemon=True, name=name)
+        process.start()
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key)
+            else:
+                os.environ[key] = value
+    return process
+
+
+def compare(case, rounds, steps, keras_options, keras_env=None):
     context = multiprocessing.get_context("spawn")
     workers = {}
-    for label, target, options in (("keras", keras_worker, keras_options), ("pytorch", torch_worker, {})):
+    for label, target, options, env in (("keras", keras_worker, keras_options, keras_env or {}),
+                                        ("pytorch", torch_worker, {}, {})):
         parent, child = context.Pipe()
-        process = context.Process(target=target, args=(child, case, options), daemon=True, name=label)
-        process.start()
+        process = _start(context, target, (child, case, options), label, env)
         workers[label] = (process, parent)
         assert _receive(process, parent) == "ready"  # started one after the other: one builds while the other idles
     times = {label: [] for label in workers}
@@ -148,21 +166,29 @@ def main():
     parser.add_argument("--cases", type=int, nargs="*", default=None, help="indices into CASES")
     parser.add_argument("--mixed_precision", default=None, help="e.g. mixed_bfloat16 for the Keras worker")
     parser.add_argument("--jit_compile", default=None, choices=["true", "false", "auto"])
+    parser.add_argument("--keras_env", nargs="*", default=[], metavar="NAME=VALUE",
+                        help="environment the Keras worker starts with, e.g. TF_ONEDNN_USE_SYSTEM_ALLOCATOR=1 "
+                             "MALLOC_MMAP_THRESHOLD_=65536")
     parser.add_argument("--json", default=None, help="also write the figures to this file")
     args = parser.parse_args()
+    bad = [item for item in args.keras_env if "=" not in item or item.startswith("=")]
+    if bad:
+        parser.error(f"--keras_env takes NAME=VALUE items, got {bad}")
+    keras_env = dict(item.split("=", 1) for item in args.keras_env)
     options = {}
     if args.mixed_precision:
         options["mixed_precision"] = args.mixed_precision
     if args.jit_compile:
         options["jit_compile"] = {"true": True, "false": False, "auto": "auto"}[args.jit_compile]
     print(f"training step, {args.rounds} interleaved rounds × {args.steps} steps, medians; {os.cpu_count()} CPU cores"
-          + (f"; keras options {options}" if options else ""))
+          + (f"; keras options {options}" if options else "")
+          + (f"; keras environment {' '.join(args.keras_env)}" if keras_env else ""))
     print(f"{'model':<16} {'batch × U×T×S²':<16} {'keras ms':>9} {'pytorch ms':>10} {'speed ratio':>11} "
           f"{'keras GB (import)':>17} {'pytorch GB (import)':>19}")
     rows = []
     for index in args.cases if args.cases is not None else range(len(CASES)):
         case = CASES[index]
-        medians, peaks = compare(case, args.rounds, args.steps, options)
+        medians, peaks = compare(case, args.rounds, args.steps, options, keras_env)
         ratio = medians["pytorch"] / medians["keras"]
         name, batch, units, frames, size = case
         print(f"{name:<16} {f'{batch} × {units}×{frames}×{size}²':<16} {1e3 * medians['keras']:>9.0f} "
