@@ -7,8 +7,9 @@ One step = forward, cross-entropy, backward, global-norm clipping (20) and SGD w
 and L2 weight decay 1e-5 on the kernels, as in the paper's recipe (V4D §4.2) and the released code
 (the same update on both sides: ``keras_v4d.training.SGDWithL2`` and ``torch.optim.SGD``), on random
 videos.
-Run: ``python benchmarks/training.py [--rounds 3 --steps 3]``; ``--keras_env NAME=VALUE …`` starts the
-Keras worker with extra environment variables (allocator settings: memory against speed).
+Run: ``python benchmarks/training.py [--rounds 3 --steps 3]``; ``--low_memory`` makes the Keras
+worker call ``use_low_memory_allocator()`` (memory against speed); ``--keras_env NAME=VALUE …`` starts
+it with extra environment variables.
 """
 
 import argparse
@@ -41,9 +42,11 @@ def keras_worker(connection, case, options):
     import numpy as np
 
     import keras_v4d
-    from keras_v4d.training import compile_for_training
+    from keras_v4d.training import compile_for_training, use_low_memory_allocator
 
     imported = _peak_rss_gb()
+    if options.get("low_memory"):
+        use_low_memory_allocator()
 
     name, batch, units, frames, size = case
     if options.get("mixed_precision"):
@@ -166,6 +169,8 @@ def main():
     parser.add_argument("--cases", type=int, nargs="*", default=None, help="indices into CASES")
     parser.add_argument("--mixed_precision", default=None, help="e.g. mixed_bfloat16 for the Keras worker")
     parser.add_argument("--jit_compile", default=None, choices=["true", "false", "auto"])
+    parser.add_argument("--low_memory", action="store_true",
+                        help="the Keras worker calls keras_v4d.training.use_low_memory_allocator() first")
     parser.add_argument("--keras_env", nargs="*", default=[], metavar="NAME=VALUE",
                         help="environment the Keras worker starts with, e.g. TF_ONEDNN_USE_SYSTEM_ALLOCATOR=1 "
                              "MALLOC_MMAP_THRESHOLD_=65536")
@@ -178,6 +183,8 @@ def main():
     options = {}
     if args.mixed_precision:
         options["mixed_precision"] = args.mixed_precision
+    if args.low_memory:
+        options["low_memory"] = True
     if args.jit_compile:
         options["jit_compile"] = {"true": True, "false": False, "auto": "auto"}[args.jit_compile]
     print(f"training step, {args.rounds} interleaved rounds × {args.steps} steps, medians; {os.cpu_count()} CPU cores"

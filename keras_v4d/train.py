@@ -27,7 +27,8 @@ from keras_v4d.models import BUILDERS
 from keras_v4d.models.loading import load_model_weights
 from keras_v4d.settings import save_settings
 from keras_v4d.training import (
-    PAPER_DECAY_EPOCHS, compile_for_training, make_strategy, prepare_fit, skip_counts, training_callbacks)
+    PAPER_DECAY_EPOCHS, compile_for_training, make_strategy, prepare_fit, skip_counts, training_callbacks,
+    use_low_memory_allocator)
 
 STRATEGIES = ("default", "mirrored", "multiworker")
 
@@ -49,7 +50,7 @@ def source_size(dataset, source):
 def train(model_name="V4DResNet18", train_data=None, output=None, *, val_data=None, num_classes=None, epochs=100,
           batch_size=8, num_units=4, frames_per_unit=4, stride=8, crop_size=224, short_side=256, lr=0.01,
           weight_decay=1e-5, decay_epochs=PAPER_DECAY_EPOCHS, strategy="default", mixed_precision=False,
-          init_weights=None, verbose="auto", tensorboard=True, strict=False, callbacks=None):
+          low_memory=False, init_weights=None, verbose="auto", tensorboard=True, strict=False, callbacks=None):
     """Trains ``model_name`` on ``train_data`` and returns the Keras ``History``.
 
     Args:
@@ -63,6 +64,8 @@ def train(model_name="V4DResNet18", train_data=None, output=None, *, val_data=No
             PyTorch's ``SGD(weight_decay=...)``; lr ÷ 10 at ``decay_epochs``).
         strategy: ``"default"``, ``"mirrored"`` (all local GPUs) or ``"multiworker"`` (TF_CONFIG hosts).
         mixed_precision: ``mixed_float16`` on a GPU; refused on CPU, where it is slower (README).
+        low_memory: ``use_low_memory_allocator()`` (CPU, glibc): a lower peak of resident memory for a
+            slower step; call ``train`` before anything else in the process has run TensorFlow.
         init_weights: optional ``.weights.h5`` to start from (e.g. a 3D backbone).
         verbose: ``"auto"``: a progress bar per epoch when stdout is a terminal (1), one line per
             epoch otherwise (2), as in CI logs; or Keras' 0, 1, 2.
@@ -82,6 +85,11 @@ def train(model_name="V4DResNet18", train_data=None, output=None, *, val_data=No
         raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
     # MultiWorkerMirroredStrategy must exist before any other TensorFlow op runs.
     distribution = make_strategy(strategy)
+    if low_memory:
+        try:
+            use_low_memory_allocator()
+        except RuntimeError as error:
+            raise ValueError(f"low_memory: {error}") from None
     if mixed_precision:
         if not tf.config.list_physical_devices("GPU"):
             # Measured (benchmarks/training.py --mixed_precision mixed_bfloat16): a V4D-R18 step is

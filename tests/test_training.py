@@ -140,6 +140,47 @@ def test_killed_training_resumes_from_its_last_checkpoint(tiny_dataset, tmp_path
     assert keras.models.load_model(os.path.join(output, "last.keras")).output.shape == (None, 2)
 
 
+def _fresh_python(code):
+    """Runs ``code`` in a new interpreter (TensorFlow backend, default allocator settings)."""
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env.pop("TF_ONEDNN_USE_SYSTEM_ALLOCATOR", None)
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_low_memory_allocator_takes_tensors_out_of_the_pool():
+    # TensorFlow's pool counts the bytes it serves (get_memory_info); the system allocator counts none.
+    probe = ("import tensorflow as tf\n"
+             "x = tf.ones((1000, 1000)); y = tf.matmul(x, x)\n"
+             "print(tf.config.experimental.get_memory_info('CPU:0')['current'])\n")
+    default = _fresh_python(probe)
+    low = _fresh_python("from keras_v4d.training import use_low_memory_allocator\nuse_low_memory_allocator()\n" + probe)
+    assert default.returncode == 0 and low.returncode == 0, default.stderr[-2000:] + low.stderr[-2000:]
+    assert int(default.stdout.split()[-1]) >= 8_000_000  # both 4 MB tensors live in the pool by default
+    assert int(low.stdout.split()[-1]) == 0
+
+
+def test_low_memory_allocator_refuses_once_tensorflow_has_allocated(tiny_dataset, tmp_path):
+    late = _fresh_python("import tensorflow as tf\nx = tf.ones((1000, 1000))\n"
+                         "from keras_v4d.training import use_low_memory_allocator\nuse_low_memory_allocator()\n")
+    assert late.returncode != 0 and "before building a model" in late.stderr
+    # train() names its argument; this test process allocates from the pool first.
+    allocated = tf.ones((1000, 1000))
+    assert tf.config.experimental.get_memory_info("CPU:0")["current"] >= allocated.shape.num_elements() * 4
+    before = os.environ.get("TF_ONEDNN_USE_SYSTEM_ALLOCATOR")
+    with pytest.raises(ValueError, match="low_memory: .*already allocates from its oneDNN pool"):
+        keras_v4d.train.train("TSNResNet18", str(tiny_dataset), str(tmp_path / "run"), num_classes=2, epochs=1,
+                              low_memory=True)
+    assert os.environ.get("TF_ONEDNN_USE_SYSTEM_ALLOCATOR") == before  # nothing left for later subprocesses
+
+
+def test_train_cli_trains_with_low_memory(tiny_dataset, tmp_path):
+    output = tmp_path / "run"
+    run = subprocess.run(_train_command(tiny_dataset, output, 1) + ["--notensorboard", "--low_memory"],
+                         env={**os.environ, "KERAS_BACKEND": "tensorflow"}, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert _epochs_logged(output) == [0] and (output / "last.keras").exists()
+
+
 def test_train_cli_rejects_bad_arguments(tiny_dataset, tmp_path):
     bad_model = subprocess.run(_train_command(tiny_dataset, tmp_path, 1) + ["--model=ResNet9000"],
                                capture_output=True, text=True, timeout=120)

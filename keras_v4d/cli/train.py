@@ -36,6 +36,8 @@ flags.DEFINE_list("decay_epochs", ["35", "60", "80"], "Epochs where the learning
 flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multiworker"],
                   "default: one device; mirrored: all local GPUs (MirroredStrategy); multiworker: TF_CONFIG hosts.")
 flags.DEFINE_bool("mixed_precision", False, "Train with mixed_float16 on a GPU (refused on CPU: slower there).")
+flags.DEFINE_bool("low_memory", False, "CPU: TensorFlow's system allocator and a fixed 64 KiB glibc mmap threshold — "
+                  "about 0.3 GB lower peak memory for V4D-R18, step about 30% slower (README).")
 flags.DEFINE_string("init_weights", None, "Optional .weights.h5 to start from (e.g. a 3D backbone).")
 flags.DEFINE_bool("tensorboard", True, "Write TensorBoard logs under --output/tensorboard.")
 flags.DEFINE_bool("strict", False, "Stop at the first video that cannot be read instead of skipping it.")
@@ -58,7 +60,7 @@ def main(argv):
               frames_per_unit=FLAGS.frames_per_unit, stride=FLAGS.stride, crop_size=FLAGS.crop_size,
               short_side=FLAGS.short_side, lr=FLAGS.lr, weight_decay=FLAGS.weight_decay,
               decay_epochs=[int(e) for e in FLAGS.decay_epochs], strategy=FLAGS.strategy,
-              mixed_precision=FLAGS.mixed_precision, init_weights=FLAGS.init_weights,
+              mixed_precision=FLAGS.mixed_precision, low_memory=FLAGS.low_memory, init_weights=FLAGS.init_weights,
               tensorboard=FLAGS.tensorboard, strict=FLAGS.strict)
     except BadVideoError as error:  # --strict
         raise CommandError(f"--train/--val: {error}", code=EXIT_BAD_INPUT) from None
