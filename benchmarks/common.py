@@ -1,9 +1,34 @@
-"""Timing helpers shared by the benchmarks: medians over repeats, and the matmul roofline."""
+"""What the benchmarks share: the machine line at the head of every output, medians over repeats,
+the matmul roofline, and keras_v4d against PyTorch in worker processes, interleaved.
 
+Every benchmark imports ``keras_v4d`` before Keras or TensorFlow, so that TensorFlow's oneDNN
+kernels are on where TensorFlow would leave them off, as in the package's tools. This module
+imports neither (a PyTorch worker stays free of TensorFlow).
+"""
+
+import multiprocessing
+import os
 import statistics
+import sys
 import time
 
-import numpy as np
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CLASSES = 200
+
+
+def print_machine():
+    """The benchmark's first line: CPU model, cores, vector extensions, oneDNN on or off."""
+    import keras_v4d  # noqa: F401  (before TensorFlow: the oneDNN setting)
+    import tensorflow as tf
+
+    from keras_v4d._compat import describe_machine
+
+    print(f"{describe_machine()}; TensorFlow {tf.__version__}", flush=True)
 
 
 def median_seconds(fn, repeats, warmup=1):
@@ -27,3 +52,144 @@ def matmul_gflops(size=2048, repeats=10):
     product = tf.function(lambda: tf.matmul(a, b))
     seconds = median_seconds(lambda: product().numpy(), repeats, warmup=2)
     return 2 * size**3 / seconds / 1e9
+
+
+def _peak_rss_gb():
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # KiB → GB
+
+
+def _serve(connection, step, imported):
+    """Answers the driver: ``steps`` → that many step times; ``None`` → (peak GB, GB after imports)."""
+    step()  # build and trace
+    connection.send("ready")
+    while (steps := connection.recv()) is not None:
+        times = []
+        for _ in range(steps):
+            start = time.perf_counter()
+            step()
+            times.append(time.perf_counter() - start)
+        connection.send(times)
+    connection.send((_peak_rss_gb(), imported))
+
+
+def keras_worker(connection, case, mode, options):
+    """keras_v4d's model of ``case``: a training step (``mode="train"``) or an inference forward pass."""
+    import keras_v4d  # before Keras: the oneDNN setting
+
+    import keras
+
+    from keras_v4d.training import compile_for_training, use_low_memory_allocator
+
+    imported = _peak_rss_gb()
+    if options.get("low_memory"):
+        use_low_memory_allocator()
+    name, batch, units, frames, size = case
+    if options.get("mixed_precision"):
+        keras.mixed_precision.set_global_policy(options["mixed_precision"])
+    keras.utils.set_random_seed(0)
+    model = getattr(keras_v4d, name)(classes=CLASSES, classifier_activation=None)
+    x = np.random.rand(batch, units, frames, size, size, 3).astype("float32")
+    y = np.random.randint(0, CLASSES, (batch,))
+    if mode == "train":
+        compile_for_training(model, steps_per_epoch=1000, **({"jit_compile": options["jit_compile"]}
+                                                             if "jit_compile" in options else {}))
+        _serve(connection, lambda: model.train_on_batch(x, y), imported)
+    else:
+        import tensorflow as tf
+
+        forward = tf.function(lambda videos: model(videos, training=False))
+        videos = tf.constant(x)
+        _serve(connection, lambda: forward(videos).numpy(), imported)
+
+
+def torch_worker(connection, case, mode, options):
+    """The same network in PyTorch (the tests' official-layout reference), the same step."""
+    import torch
+    from torch.nn import functional as F
+
+    sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
+    from torch_reference import TSN
+
+    imported = _peak_rss_gb()
+    torch.manual_seed(0)
+    torch.set_num_threads(os.cpu_count())
+    name, batch, units, frames, size = case
+    net = TSN(CLASSES, 18, num_segments=units, fast_implementation=1, stages_4d=None if "V4D" in name else ())
+    x = torch.from_numpy(np.random.rand(batch, units, frames, size, size, 3).astype("float32"))
+    y = torch.from_numpy(np.random.randint(0, CLASSES, (batch,)))
+
+    def logits():
+        clips = x.reshape(batch * units, *x.shape[2:]).permute(0, 4, 1, 2, 3)
+        return net.new_fc(net.base_model(clips)).reshape(batch, units, -1).mean(dim=1)
+
+    if mode == "train":
+        net.train()
+        decay = [p for n, p in net.named_parameters() if p.ndim > 1]
+        no_decay = [p for n, p in net.named_parameters() if p.ndim <= 1]  # BN and biases (as the Keras recipe)
+        optimizer = torch.optim.SGD([{"params": decay, "weight_decay": 1e-5},
+                                     {"params": no_decay, "weight_decay": 0}], lr=0.01, momentum=0.9)
+
+        def step():
+            optimizer.zero_grad(set_to_none=True)
+            F.cross_entropy(logits(), y).backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 20.0)
+            optimizer.step()
+    else:
+        net.eval()
+
+        def step():
+            with torch.no_grad():
+                logits().numpy()
+
+    _serve(connection, step, imported)
+
+
+def _receive(process, connection):
+    """The worker's next message; a clear error if the worker died instead of answering."""
+    while not connection.poll(1.0):
+        if not process.is_alive():
+            raise RuntimeError(f"the {process.name} worker died (exit code {process.exitcode}); see its traceback above")
+    return connection.recv()
+
+
+def _start(context, target, args, name, env):
+    """Spawns ``target(*args)``; ``env`` is the environment the new process starts with, on top of
+    this one's (read at its start-up: glibc's ``MALLOC_*`` and TensorFlow's allocator switches)."""
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    try:
+        process = context.Process(target=target, args=args, daemon=True, name=name)
+        process.start()
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key)
+            else:
+                os.environ[key] = value
+    return process
+
+
+def compare_with_pytorch(case, mode, rounds, steps, keras_options=None, keras_env=None):
+    """Median step seconds and (peak GB, GB after imports) of keras_v4d and PyTorch on ``case``
+    ``(model, batch, U, T, size)``: each in its own process, rounds interleaved (keras, pytorch, …)."""
+    context = multiprocessing.get_context("spawn")
+    workers = {}
+    for label, target, options, env in (("keras", keras_worker, keras_options or {}, keras_env or {}),
+                                        ("pytorch", torch_worker, {}, {})):
+        parent, child = context.Pipe()
+        process = _start(context, target, (child, case, mode, options), label, env)
+        workers[label] = (process, parent)
+        assert _receive(process, parent) == "ready"  # started one after the other: one builds while the other idles
+    times = {label: [] for label in workers}
+    for _ in range(rounds):
+        for label, (process, connection) in workers.items():  # interleaved: keras, pytorch, keras, …
+            connection.send(steps)
+            times[label].extend(_receive(process, connection))
+    peaks = {}
+    for label, (process, connection) in workers.items():
+        connection.send(None)
+        peaks[label] = _receive(process, connection)
+        process.join()
+    return {label: statistics.median(t) for label, t in times.items()}, peaks

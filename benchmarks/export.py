@@ -9,15 +9,14 @@ import os
 import sys
 import tempfile
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from common import median_seconds, print_machine  # noqa: E402
+
+import keras_v4d  # noqa: E402  (before TensorFlow: the oneDNN setting)
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-import keras_v4d  # noqa: E402
-from common import median_seconds  # noqa: E402
 from keras_v4d.data import normalize_imagenet  # noqa: E402
 from keras_v4d.export import TFLITE_VARIANTS, export_saved_model, export_tflite  # noqa: E402
 
@@ -34,6 +33,7 @@ def main():
     parser.add_argument("--classes", type=int, default=400)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
+    print_machine()
     shape = (args.units, args.frames, args.size, args.size, 3)
     model = keras_v4d.V4DResNet18(classes=args.classes, input_shape=(None, args.frames, None, None, 3))
     video = np.random.default_rng(0).integers(0, 256, (1,) + shape).astype(np.uint8)

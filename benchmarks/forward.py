@@ -1,24 +1,27 @@
-"""Forward throughput of V4D-R18 and I3D-S-R18 at 4×4×224² on this CPU, against dense matmul.
+"""Forward throughput of V4D-R18 and I3D-S-R18 at 4×4×224² on this CPU, against dense matmul and
+against the same network in PyTorch.
 
-Prints clips/s, achieved GFLOP/s (2 × MACs / s) and that as a fraction of the dense-matmul
-GFLOP/s measured in the same run; then Conv4D (3,3,1,1) at C=256 against an equal-MAC Conv3D.
-Run: ``python benchmarks/forward.py [--repeats N]``.
+Prints the machine (CPU, vector extensions, oneDNN on or off); V4D-R18's inference forward pass
+against PyTorch's (the tests' official-layout reference), each in its own process, rounds
+interleaved, medians; clips/s, achieved GFLOP/s (2 × MACs / s) and that as a fraction of the
+dense-matmul GFLOP/s measured in the same run; then Conv4D (3,3,1,1) at C=256 against an
+equal-MAC Conv3D.
+Run: ``python benchmarks/forward.py [--repeats N] [--rounds N]``.
 """
 
 import argparse
 import os
 import sys
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from common import compare_with_pytorch, matmul_gflops, median_seconds, print_machine  # noqa: E402
+
+import keras_v4d  # noqa: E402  (before TensorFlow: the oneDNN setting)
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-import keras_v4d  # noqa: E402
-from common import matmul_gflops, median_seconds  # noqa: E402
 from keras_v4d.layers.conv4d import conv4d_shifted_sum, conv4d_spatial_pointwise  # noqa: E402
 
 SHAPE = (4, 4, 224, 224, 3)
@@ -57,10 +60,23 @@ def conv4d_rows(peak, repeats, batch=4, units=4, frames=4, size=14, channels=256
               f"{seconds / base:4.2f}× Conv3D")
 
 
+def pytorch_rows(rounds, steps=3):
+    print(f"V4D-R18 inference forward against PyTorch, {rounds} interleaved rounds × {steps} passes, medians:")
+    for batch in (1, 4):
+        medians, _ = compare_with_pytorch(("V4DResNet18", batch, *SHAPE[:3]), "forward", rounds, steps)
+        print(f"batch {batch}: keras_v4d {1e3 * medians['keras']:7.0f} ms  PyTorch {1e3 * medians['pytorch']:7.0f} ms  "
+              f"speed {medians['pytorch'] / medians['keras']:4.2f}× PyTorch", flush=True)
+    print()
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds against PyTorch (0: none)")
     args = parser.parse_args()
+    print_machine()
+    if args.rounds:
+        pytorch_rows(args.rounds)
     peak = matmul_gflops()
     print(f"dense matmul 2048²: {peak:.1f} GFLOP/s ({os.cpu_count()} CPU cores, TensorFlow {tf.__version__})\n")
     model_rows(peak, args.repeats)

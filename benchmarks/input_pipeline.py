@@ -14,13 +14,13 @@ import sys
 import tempfile
 import time
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from common import print_machine  # noqa: E402
+
+import keras_v4d  # noqa: E402  (before TensorFlow: the oneDNN setting)
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-
-import keras_v4d  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from keras_v4d.data import read_all_frames, read_annotations, video_dataset, write_video  # noqa: E402
@@ -91,6 +91,7 @@ def main():
     parser.add_argument("--batch_size", type=int, default=2)
     parser.add_argument("--batches", type=int, default=12)
     args = parser.parse_args()
+    print_machine()
     with tempfile.TemporaryDirectory() as folder:
         listing = make_videos(folder, args.videos)
         convert(read_annotations(listing), os.path.join(folder, "records", "train"), num_shards=4,

@@ -14,15 +14,16 @@ import argparse
 import itertools
 import os
 import statistics
+import sys
 import time
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from common import print_machine  # noqa: E402
+
+import keras_v4d  # noqa: E402  (before TensorFlow: the oneDNN setting)
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-
-import keras_v4d  # noqa: E402
 from keras_v4d.inference import VideoLevelPredictor, unit_sections  # noqa: E402
 
 
@@ -37,6 +38,7 @@ def main():
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--chunk", type=int, default=4, help="combinations per call")
     args = parser.parse_args()
+    print_machine()
     keras.utils.set_random_seed(0)
     model = keras_v4d.V4DResNet18(classes=200)
     for block in model.parts().blocks4d:  # trained-like 4D kernels (zero at init would hide nothing, but be fair)

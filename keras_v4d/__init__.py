@@ -4,6 +4,10 @@ __version__ = "0.1.0"
 
 import importlib
 
+from keras_v4d import _compat
+
+_compat.prefer_onednn()  # before Keras imports TensorFlow: TensorFlow reads the setting once
+
 from keras_v4d import layers, models  # noqa: E402
 from keras_v4d.flops import count_flops  # noqa: E402
 from keras_v4d.models.class_names import decode_predictions  # noqa: E402

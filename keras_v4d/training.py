@@ -144,7 +144,8 @@ def use_low_memory_allocator(mmap_threshold=64 * 1024):
 
     Call it before TensorFlow allocates its first tensor (before building a model): TensorFlow
     picks its allocator once. Raises ``RuntimeError`` when that is too late, on another backend or
-    without glibc.
+    without glibc. With oneDNN off (``TF_ENABLE_ONEDNN_OPTS=0``) TensorFlow has no pool and already
+    allocates from the system: only the mmap threshold is set, at any time.
     """
     if keras.backend.backend() != "tensorflow":
         raise RuntimeError(f"use_low_memory_allocator: TensorFlow's allocator only; the backend is "
@@ -154,7 +155,10 @@ def use_low_memory_allocator(mmap_threshold=64 * 1024):
     before = os.environ.get("TF_ONEDNN_USE_SYSTEM_ALLOCATOR")
     os.environ["TF_ONEDNN_USE_SYSTEM_ALLOCATOR"] = "1"
     probe = tf.zeros((1 << 18,))  # 1 MiB: counted by the pool's statistics if the pool serves it
-    in_pool = tf.config.experimental.get_memory_info("CPU:0")["current"]
+    try:
+        in_pool = tf.config.experimental.get_memory_info("CPU:0")["current"]
+    except ValueError:  # "Allocator stats not available": no oneDNN pool, TensorFlow's allocator is the system's
+        in_pool = 0
     del probe
     if in_pool:
         if before is None:  # leave no setting behind for processes started later

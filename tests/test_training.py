@@ -140,37 +140,68 @@ def test_killed_training_resumes_from_its_last_checkpoint(tiny_dataset, tmp_path
     assert keras.models.load_model(os.path.join(output, "last.keras")).output.shape == (None, 2)
 
 
-def _fresh_python(code):
-    """Runs ``code`` in a new interpreter (TensorFlow backend, default allocator settings)."""
+def _fresh_python(code, onednn=None):
+    """Runs ``code`` in a new interpreter (TensorFlow backend, default allocator settings); ``onednn``
+    ``"1"``/``"0"`` sets ``TF_ENABLE_ONEDNN_OPTS`` (an explicit setting holds on every x86 CPU)."""
     env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "2"}
     env.pop("TF_ONEDNN_USE_SYSTEM_ALLOCATOR", None)
+    env.pop("TF_ENABLE_ONEDNN_OPTS", None)
+    if onednn is not None:
+        env["TF_ENABLE_ONEDNN_OPTS"] = onednn
     return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
 
 
+# glibc's mmap threshold, observed: by default glibc raises it to the size of a freed mmapped block
+# (30 MB here), so a 24 MB block comes from the heap; fixed at 64 KiB, it is mmapped (mallinfo2's hblks).
+_MMAPPED_24MB = ("import ctypes\n"
+                 "class Info(ctypes.Structure): _fields_ = [(n, ctypes.c_size_t) for n in 'arena ordblks smblks hblks "
+                 "hblkhd usmblks fsmblks uordblks fordblks keepcost'.split()]\n"
+                 "libc = ctypes.CDLL('libc.so.6'); libc.mallinfo2.restype = Info; libc.malloc.restype = ctypes.c_void_p\n"
+                 "libc.free.argtypes = [ctypes.c_void_p]; libc.free(libc.malloc(30_000_000))\n"
+                 "before = libc.mallinfo2().hblks; block = libc.malloc(24_000_000)\n"
+                 "print('mmapped', libc.mallinfo2().hblks - before)\n")
+
+
 def test_low_memory_allocator_takes_tensors_out_of_the_pool():
-    # TensorFlow's pool counts the bytes it serves (get_memory_info); the system allocator counts none.
+    # With oneDNN on, TensorFlow's pool counts the bytes it serves (get_memory_info); the system allocator none.
     probe = ("import tensorflow as tf\n"
              "x = tf.ones((1000, 1000)); y = tf.matmul(x, x)\n"
              "print(tf.config.experimental.get_memory_info('CPU:0')['current'])\n")
-    default = _fresh_python(probe)
-    low = _fresh_python("from keras_v4d.training import use_low_memory_allocator\nuse_low_memory_allocator()\n" + probe)
+    default = _fresh_python(probe, onednn="1")
+    low = _fresh_python("from keras_v4d.training import use_low_memory_allocator\nuse_low_memory_allocator()\n"
+                        + probe + _MMAPPED_24MB, onednn="1")
     assert default.returncode == 0 and low.returncode == 0, default.stderr[-2000:] + low.stderr[-2000:]
     assert int(default.stdout.split()[-1]) >= 8_000_000  # both 4 MB tensors live in the pool by default
-    assert int(low.stdout.split()[-1]) == 0
+    assert int(low.stdout.split()[-3]) == 0 and low.stdout.split()[-1] == "1"
+
+
+def test_low_memory_allocator_without_onednn_sets_the_mmap_threshold():
+    # With oneDNN off TensorFlow keeps no pool (and no statistics): the option still works, at any time.
+    late = ("import tensorflow as tf\nx = tf.matmul(tf.ones((1000, 1000)), tf.ones((1000, 1000)))\n"
+            "from keras_v4d.training import use_low_memory_allocator\nuse_low_memory_allocator()\n")
+    low = _fresh_python(late + _MMAPPED_24MB, onednn="0")
+    default = _fresh_python("import tensorflow as tf\n" + _MMAPPED_24MB, onednn="0")
+    assert low.returncode == 0 and default.returncode == 0, low.stderr[-2000:] + default.stderr[-2000:]
+    assert low.stdout.split()[-1] == "1" and default.stdout.split()[-1] == "0"
 
 
 def test_low_memory_allocator_refuses_once_tensorflow_has_allocated(tiny_dataset, tmp_path):
     late = _fresh_python("import tensorflow as tf\nx = tf.ones((1000, 1000))\n"
-                         "from keras_v4d.training import use_low_memory_allocator\nuse_low_memory_allocator()\n")
+                         "from keras_v4d.training import use_low_memory_allocator\nuse_low_memory_allocator()\n",
+                         onednn="1")
     assert late.returncode != 0 and "before building a model" in late.stderr
-    # train() names its argument; this test process allocates from the pool first.
-    allocated = tf.ones((1000, 1000))
-    assert tf.config.experimental.get_memory_info("CPU:0")["current"] >= allocated.shape.num_elements() * 4
-    before = os.environ.get("TF_ONEDNN_USE_SYSTEM_ALLOCATOR")
-    with pytest.raises(ValueError, match="low_memory: .*already allocates from its oneDNN pool"):
-        keras_v4d.train.train("TSNResNet18", str(tiny_dataset), str(tmp_path / "run"), num_classes=2, epochs=1,
-                              low_memory=True)
-    assert os.environ.get("TF_ONEDNN_USE_SYSTEM_ALLOCATOR") == before  # nothing left for later subprocesses
+    # train() names its argument and leaves no setting behind for later subprocesses.
+    train = _fresh_python(
+        "import os, tensorflow as tf, keras_v4d.train\nx = tf.ones((1000, 1000))\n"
+        "try:\n"
+        f"    keras_v4d.train.train('TSNResNet18', {str(tiny_dataset)!r}, {str(tmp_path / 'run')!r}, num_classes=2, "
+        "epochs=1, low_memory=True)\n"
+        "except ValueError as error:\n"
+        "    print(error)\n"
+        "print('left', os.environ.get('TF_ONEDNN_USE_SYSTEM_ALLOCATOR'))\n", onednn="1")
+    assert train.returncode == 0, train.stderr[-2000:]
+    assert "low_memory: " in train.stdout and "already allocates from its oneDNN pool" in train.stdout
+    assert train.stdout.split()[-1] == "None"
 
 
 def test_train_cli_trains_with_low_memory(tiny_dataset, tmp_path):

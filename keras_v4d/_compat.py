@@ -1,0 +1,123 @@
+"""Process-level settings and private framework access, kept in one place.
+
+oneDNN on x86 CPUs. TensorFlow's Linux x86 packages run their oneDNN CPU kernels by default only on
+CPUs with AVX512_VNNI, AVX512_BF16, AVX_VNNI or AMX (``DefaultOneDnnPolicy`` in TensorFlow's
+``tensorflow/core/util/port.cc``, RFC 400 "Enabling oneDNN operations for x86 CPUs"); elsewhere,
+e.g. on AVX2-only CPUs, they run Eigen's kernels, with which a V4D-R18 training step took 1.5× as
+long (issue #19, README "Benchmarks"). TensorFlow reads ``TF_ENABLE_ONEDNN_OPTS`` once, when it is
+imported, so ``prefer_onednn`` runs at ``import keras_v4d``, before Keras imports TensorFlow.
+"""
+
+import os
+import platform
+import sys
+import warnings
+
+ONEDNN_VARIABLE = "TF_ENABLE_ONEDNN_OPTS"
+# CPU flags (as /proc/cpuinfo names them) with which TensorFlow turns oneDNN on by itself.
+ONEDNN_DEFAULT_FLAGS = ("avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile", "amx_int8", "amx_bf16")
+# (name shown, /proc/cpuinfo flag): the vector extensions a benchmark header reports.
+VECTOR_EXTENSIONS = (("AVX2", "avx2"), ("AVX-512", "avx512f"), ("AVX512_VNNI", "avx512_vnni"),
+                     ("AVX512_BF16", "avx512_bf16"), ("AVX_VNNI", "avx_vnni"), ("AMX", "amx_tile"))
+
+
+def _cpuinfo_field(name, path="/proc/cpuinfo"):
+    """The first ``name : value`` of ``path`` (``""`` where there is no such file or field)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                key, _, value = line.partition(":")
+                if key.strip() == name:
+                    return value.strip()
+    except OSError:
+        pass
+    return ""
+
+
+def cpu_flags(path="/proc/cpuinfo"):
+    """The CPU's feature flags as Linux names them (``{"avx2", "avx512f", …}``; empty elsewhere)."""
+    return frozenset(_cpuinfo_field("flags", path).split())
+
+
+def cpu_model(path="/proc/cpuinfo"):
+    """The CPU's model name, e.g. ``"AMD EPYC"``."""
+    return _cpuinfo_field("model name", path) or platform.processor() or platform.machine()
+
+
+def is_linux_x86():
+    return sys.platform.startswith("linux") and platform.machine().lower() in ("x86_64", "amd64")
+
+
+def tensorflow_default_onednn(flags):
+    """Whether TensorFlow's Linux x86 package turns oneDNN on by itself on a CPU with ``flags``."""
+    return any(flag in flags for flag in ONEDNN_DEFAULT_FLAGS)
+
+
+def _version(module):
+    """``(major, minor)`` of ``module.__version__`` (``(0, 0)`` when unreadable)."""
+    try:
+        return tuple(int(part) for part in module.__version__.split(".")[:2])
+    except (AttributeError, ValueError):
+        return (0, 0)
+
+
+def _read_bool(value):
+    """``TF_ENABLE_ONEDNN_OPTS`` as TensorFlow reads it: ``True``/``False``, ``None`` if not a boolean."""
+    return {"1": True, "true": True, "0": False, "false": False}.get(value.strip().lower())
+
+
+def onednn_enabled():
+    """Whether TensorFlow runs (or, not yet imported, will run) its oneDNN CPU kernels."""
+    tensorflow = sys.modules.get("tensorflow")
+    if tensorflow is not None and _version(tensorflow) >= (2, 9):
+        # TensorFlow's own answer (its default policy and the variable as read at import). No public
+        # API says it (tensorflow/tensorflow#17176); tensorflow/tensorflow#42054 names this one.
+        try:
+            from tensorflow.python.util import _pywrap_util_port
+
+            return bool(_pywrap_util_port.IsMklEnabled())
+        except (ImportError, AttributeError):
+            pass
+    if not is_linux_x86():
+        return None
+    default = tensorflow_default_onednn(cpu_flags())
+    explicit = _read_bool(os.environ.get(ONEDNN_VARIABLE, ""))
+    return default if explicit is None else explicit
+
+
+def prefer_onednn():
+    """Turns TensorFlow's oneDNN kernels on where TensorFlow would leave them off (Linux x86 CPUs
+    without AVX512_VNNI/BF16, AVX_VNNI or AMX), before TensorFlow is imported.
+
+    A ``TF_ENABLE_ONEDNN_OPTS`` set by the user always wins (``=0`` keeps Eigen's kernels). Where
+    TensorFlow was imported first with oneDNN off, it can no longer change: warns how to get it.
+    Returns ``True`` when it set the variable.
+    """
+    if ONEDNN_VARIABLE in os.environ or not is_linux_x86():
+        return False
+    if "tensorflow" not in sys.modules:
+        if tensorflow_default_onednn(cpu_flags()):
+            return False
+        os.environ[ONEDNN_VARIABLE] = "1"
+        return True
+    if onednn_enabled() is False:
+        warnings.warn(
+            f"TensorFlow was imported before keras_v4d, with its oneDNN CPU kernels off on this CPU "
+            f"({cpu_model()}, no AVX512_VNNI/BF16 or AMX): convolutions run about 1.3-1.5x slower. Import "
+            f"keras_v4d before tensorflow or keras, or set {ONEDNN_VARIABLE}=1 before starting Python "
+            f"({ONEDNN_VARIABLE}=0 keeps Eigen's kernels and silences this).", RuntimeWarning, stacklevel=3)
+    return False
+
+
+def describe_machine():
+    """One line: CPU model and cores, its vector extensions, whether oneDNN is on and why."""
+    flags = cpu_flags()
+    extensions = [name for name, flag in VECTOR_EXTENSIONS if flag in flags]
+    state = onednn_enabled()
+    if state is None:
+        onednn = "oneDNN: n/a"
+    else:
+        explicit = os.environ.get(ONEDNN_VARIABLE)
+        why = "TensorFlow's default on this CPU" if explicit is None else f"{ONEDNN_VARIABLE}={explicit}"
+        onednn = f"oneDNN {'on' if state else 'off'} ({why})"
+    return (f"CPU: {cpu_model()}, {os.cpu_count()} cores; {'/'.join(extensions) or 'no AVX2'}; {onednn}")
