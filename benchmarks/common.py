@@ -21,14 +21,19 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 CLASSES = 200
 
 
-def print_machine():
-    """The benchmark's first line: CPU model, cores, vector extensions, oneDNN on or off."""
+def machine_line():
+    """CPU model, cores, vector extensions, oneDNN on or off, TensorFlow's version (imports it)."""
     import keras_v4d  # noqa: F401  (before TensorFlow: the oneDNN setting)
     import tensorflow as tf
 
     from keras_v4d._compat import describe_machine
 
-    print(f"{describe_machine()}; TensorFlow {tf.__version__}", flush=True)
+    return f"{describe_machine()}; TensorFlow {tf.__version__}"
+
+
+def print_machine():
+    """The benchmark's first line (see ``machine_line``)."""
+    print(machine_line(), flush=True)
 
 
 def median_seconds(fn, repeats, warmup=1):
@@ -60,10 +65,10 @@ def _peak_rss_gb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # KiB → GB
 
 
-def _serve(connection, step, imported):
+def _serve(connection, step, imported, ready="ready"):
     """Answers the driver: ``steps`` → that many step times; ``None`` → (peak GB, GB after imports)."""
     step()  # build and trace
-    connection.send("ready")
+    connection.send(ready)
     while (steps := connection.recv()) is not None:
         times = []
         for _ in range(steps):
@@ -95,13 +100,13 @@ def keras_worker(connection, case, mode, options):
     if mode == "train":
         compile_for_training(model, steps_per_epoch=1000, **({"jit_compile": options["jit_compile"]}
                                                              if "jit_compile" in options else {}))
-        _serve(connection, lambda: model.train_on_batch(x, y), imported)
+        _serve(connection, lambda: model.train_on_batch(x, y), imported, machine_line())
     else:
         import tensorflow as tf
 
         forward = tf.function(lambda videos: model(videos, training=False))
         videos = tf.constant(x)
-        _serve(connection, lambda: forward(videos).numpy(), imported)
+        _serve(connection, lambda: forward(videos).numpy(), imported, machine_line())
 
 
 def torch_worker(connection, case, mode, options):
@@ -173,15 +178,20 @@ def _start(context, target, args, name, env):
 
 def compare_with_pytorch(case, mode, rounds, steps, keras_options=None, keras_env=None):
     """Median step seconds and (peak GB, GB after imports) of keras_v4d and PyTorch on ``case``
-    ``(model, batch, U, T, size)``: each in its own process, rounds interleaved (keras, pytorch, …)."""
+    ``(model, batch, U, T, size)``: each in its own process, rounds interleaved (keras, pytorch, …);
+    and the Keras worker's ``machine_line()``.
+
+    The caller should not have imported TensorFlow: a started process's peak memory includes its
+    parent's at the start (Linux carries the peak across ``exec``)."""
     context = multiprocessing.get_context("spawn")
-    workers = {}
+    workers, machine = {}, None
     for label, target, options, env in (("keras", keras_worker, keras_options or {}, keras_env or {}),
                                         ("pytorch", torch_worker, {}, {})):
         parent, child = context.Pipe()
         process = _start(context, target, (child, case, mode, options), label, env)
         workers[label] = (process, parent)
-        assert _receive(process, parent) == "ready"  # started one after the other: one builds while the other idles
+        ready = _receive(process, parent)  # started one after the other: one builds while the other idles
+        machine = ready if label == "keras" else machine
     times = {label: [] for label in workers}
     for _ in range(rounds):
         for label, (process, connection) in workers.items():  # interleaved: keras, pytorch, keras, …
@@ -192,4 +202,4 @@ def compare_with_pytorch(case, mode, rounds, steps, keras_options=None, keras_en
         connection.send(None)
         peaks[label] = _receive(process, connection)
         process.join()
-    return {label: statistics.median(t) for label, t in times.items()}, peaks
+    return {label: statistics.median(t) for label, t in times.items()}, peaks, machine

@@ -60,10 +60,10 @@ def conv4d_rows(peak, repeats, batch=4, units=4, frames=4, size=14, channels=256
               f"{seconds / base:4.2f}× Conv3D")
 
 
-def pytorch_rows(rounds, steps=3):
+def pytorch_rows(rounds, steps=5):
     print(f"V4D-R18 inference forward against PyTorch, {rounds} interleaved rounds × {steps} passes, medians:")
     for batch in (1, 4):
-        medians, _ = compare_with_pytorch(("V4DResNet18", batch, *SHAPE[:3]), "forward", rounds, steps)
+        medians, _, _ = compare_with_pytorch(("V4DResNet18", batch, *SHAPE[:3]), "forward", rounds, steps)
         print(f"batch {batch}: keras_v4d {1e3 * medians['keras']:7.0f} ms  PyTorch {1e3 * medians['pytorch']:7.0f} ms  "
               f"speed {medians['pytorch'] / medians['keras']:4.2f}× PyTorch", flush=True)
     print()
@@ -72,7 +72,7 @@ def pytorch_rows(rounds, steps=3):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds against PyTorch (0: none)")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds against PyTorch (0: none)")
     args = parser.parse_args()
     print_machine()
     if args.rounds:

@@ -19,7 +19,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import compare_with_pytorch, print_machine  # noqa: E402
+from common import compare_with_pytorch  # noqa: E402
 
 CASES = [  # (model, batch, U, T, size)
     ("V4DResNet18", 2, 4, 4, 160),
@@ -58,16 +58,18 @@ def main():
         options["low_memory"] = True
     if args.jit_compile:
         options["jit_compile"] = {"true": True, "false": False, "auto": "auto"}[args.jit_compile]
-    print_machine()
-    print(f"training step, {args.rounds} interleaved rounds × {args.steps} steps, medians; {os.cpu_count()} CPU cores"
-          + (f"; keras options {options}" if options else "")
-          + (f"; keras environment {' '.join(args.keras_env)}" if keras_env else ""))
-    print(f"{'model':<16} {'batch × U×T×S²':<16} {'keras ms':>9} {'pytorch ms':>10} {'speed ratio':>11} "
-          f"{'keras GB (import)':>17} {'pytorch GB (import)':>19}")
+    header = (f"training step, {args.rounds} interleaved rounds × {args.steps} steps, medians; {os.cpu_count()} CPU cores"
+              + (f"; keras options {options}" if options else "")
+              + (f"; keras environment {' '.join(args.keras_env)}" if keras_env else "") + "\n"
+              + f"{'model':<16} {'batch × U×T×S²':<16} {'keras ms':>9} {'pytorch ms':>10} {'speed ratio':>11} "
+              f"{'keras GB (import)':>17} {'pytorch GB (import)':>19}")
     rows = []
     for index in args.cases if args.cases is not None else range(len(CASES)):
         case = CASES[index]
-        medians, peaks = compare_with_pytorch(case, "train", args.rounds, args.steps, options, keras_env)
+        medians, peaks, machine = compare_with_pytorch(case, "train", args.rounds, args.steps, options, keras_env)
+        if header:  # the Keras worker's machine line first (this process stays free of TensorFlow)
+            print(machine + "\n" + header)
+            header = None
         ratio = medians["pytorch"] / medians["keras"]
         name, batch, units, frames, size = case
         print(f"{name:<16} {f'{batch} × {units}×{frames}×{size}²':<16} {1e3 * medians['keras']:>9.0f} "

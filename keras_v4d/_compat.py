@@ -119,5 +119,7 @@ def describe_machine():
     else:
         explicit = os.environ.get(ONEDNN_VARIABLE)
         why = "TensorFlow's default on this CPU" if explicit is None else f"{ONEDNN_VARIABLE}={explicit}"
-        onednn = f"oneDNN {'on' if state else 'off'} ({why})"
+        isa = os.environ.get("ONEDNN_MAX_CPU_ISA")
+        limit = f", ISA limited by ONEDNN_MAX_CPU_ISA={isa}" if state and isa else ""
+        onednn = f"oneDNN {'on' if state else 'off'} ({why}{limit})"
     return (f"CPU: {cpu_model()}, {os.cpu_count()} cores; {'/'.join(extensions) or 'no AVX2'}; {onednn}")
