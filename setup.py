@@ -24,6 +24,6 @@ setup(
     extras_require={
         "torch": ["torch==2.13.0"],
         "jax": ["jax", "jaxlib"],
-        "test": ["pytest", "jax", "jaxlib", "torch==2.13.0"],
+        "test": ["pytest", "jax", "jaxlib", "torch==2.13.0", "ruff>=0.6"],
     },
 )

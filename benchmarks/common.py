@@ -15,7 +15,7 @@ import time
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CLASSES = 200
@@ -24,6 +24,7 @@ CLASSES = 200
 def machine_line():
     """CPU model, cores, vector extensions, oneDNN on or off, TensorFlow's version (imports it)."""
     import keras_v4d  # noqa: F401  (before TensorFlow: the oneDNN setting)
+    # isort: split
     import tensorflow as tf
 
     from keras_v4d._compat import describe_machine
@@ -82,6 +83,7 @@ def _serve(connection, step, imported, ready="ready"):
 def keras_worker(connection, case, mode, options):
     """keras_v4d's model of ``case``: a training step (``mode="train"``) or an inference forward pass."""
     import keras_v4d  # before Keras: the oneDNN setting
+    # isort: split
 
     import keras
 
@@ -155,7 +157,8 @@ def _receive(process, connection):
     """The worker's next message; a clear error if the worker died instead of answering."""
     while not connection.poll(1.0):
         if not process.is_alive():
-            raise RuntimeError(f"the {process.name} worker died (exit code {process.exitcode}); see its traceback above")
+            raise RuntimeError(f"the {process.name} worker died (exit code {process.exitcode}); "
+                               "see its traceback above")
     return connection.recv()
 
 

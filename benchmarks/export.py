@@ -11,14 +11,16 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import median_seconds, print_machine  # noqa: E402
+from common import median_seconds, print_machine
 
-import keras_v4d  # noqa: E402  (before TensorFlow: the oneDNN setting)
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import keras_v4d  # before TensorFlow: the oneDNN setting
 
-from keras_v4d.data import normalize_imagenet  # noqa: E402
-from keras_v4d.export import TFLITE_VARIANTS, export_saved_model, export_tflite  # noqa: E402
+# isort: split
+import numpy as np
+import tensorflow as tf
+
+from keras_v4d.data import normalize_imagenet
+from keras_v4d.export import TFLITE_VARIANTS, export_saved_model, export_tflite
 
 
 def folder_size(path):
@@ -60,7 +62,8 @@ def main():
                 interpreter.set_tensor(index, video)
                 interpreter.invoke()
 
-            rows.append((f"TFLite {variant} (ai-edge-litert)", os.path.getsize(path), median_seconds(invoke, args.repeats)))
+            rows.append((f"TFLite {variant} (ai-edge-litert)", os.path.getsize(path),
+                         median_seconds(invoke, args.repeats)))
     print(f"V4D ResNet18, {args.classes} classes, one uint8 video {'×'.join(map(str, shape[:4]))}, "
           f"median of {args.repeats}")
     print(f"{'format':<34} {'size (MB)':>10} {'latency (ms)':>13}")

@@ -15,14 +15,16 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import compare_with_pytorch, matmul_gflops, median_seconds, print_machine  # noqa: E402
+from common import compare_with_pytorch, matmul_gflops, median_seconds, print_machine
 
-import keras_v4d  # noqa: E402  (before TensorFlow: the oneDNN setting)
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import keras_v4d  # before TensorFlow: the oneDNN setting
 
-from keras_v4d.layers.conv4d import conv4d_shifted_sum, conv4d_spatial_pointwise  # noqa: E402
+# isort: split
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_v4d.layers.conv4d import conv4d_shifted_sum, conv4d_spatial_pointwise
 
 SHAPE = (4, 4, 224, 224, 3)
 

@@ -16,15 +16,17 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import print_machine  # noqa: E402
+from common import print_machine
 
-import keras_v4d  # noqa: E402  (before TensorFlow: the oneDNN setting)
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import keras_v4d  # before TensorFlow: the oneDNN setting
 
-from keras_v4d.data import read_all_frames, read_annotations, video_dataset, write_video  # noqa: E402
-from keras_v4d.data.convert import convert  # noqa: E402
+# isort: split
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_v4d.data import read_all_frames, read_annotations, video_dataset, write_video
+from keras_v4d.data.convert import convert
 
 SETTING = dict(num_units=4, frames_per_unit=4, stride=8, crop_size=224, short_side=256)
 
@@ -107,7 +109,8 @@ def main():
           f"{os.cpu_count()} CPU cores")
     print(f"V4D-R18 training step:   {step_rate:7.2f} videos/s")
     print(f"TFRecord pipeline:       {records_rate:7.2f} videos/s  ({records_rate / step_rate:5.1f}× the step rate)")
-    print(f"rawframe pipeline:       {rawframes_rate:7.2f} videos/s  ({rawframes_rate / step_rate:5.1f}× the step rate)")
+    print(f"rawframe pipeline:       {rawframes_rate:7.2f} videos/s  "
+          f"({rawframes_rate / step_rate:5.1f}× the step rate)")
     print(f"video-file pipeline:     {files_rate:7.2f} videos/s  ({files_rate / step_rate:5.1f}× the step rate)")
     sys.stdout.flush()
 

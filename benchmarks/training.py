@@ -19,7 +19,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import compare_with_pytorch  # noqa: E402
+from common import compare_with_pytorch
 
 CASES = [  # (model, batch, U, T, size)
     ("V4DResNet18", 2, 4, 4, 160),
@@ -58,7 +58,8 @@ def main():
         options["low_memory"] = True
     if args.jit_compile:
         options["jit_compile"] = {"true": True, "false": False, "auto": "auto"}[args.jit_compile]
-    header = (f"training step, {args.rounds} interleaved rounds × {args.steps} steps, medians; {os.cpu_count()} CPU cores"
+    header = (f"training step, {args.rounds} interleaved rounds × {args.steps} steps, medians; "
+              f"{os.cpu_count()} CPU cores"
               + (f"; keras options {options}" if options else "")
               + (f"; keras environment {' '.join(args.keras_env)}" if keras_env else "") + "\n"
               + f"{'model':<16} {'batch × U×T×S²':<16} {'keras ms':>9} {'pytorch ms':>10} {'speed ratio':>11} "

@@ -19,12 +19,15 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import print_machine  # noqa: E402
+from common import print_machine
 
-import keras_v4d  # noqa: E402  (before TensorFlow: the oneDNN setting)
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-from keras_v4d.inference import VideoLevelPredictor, unit_sections  # noqa: E402
+import keras_v4d  # before TensorFlow: the oneDNN setting
+
+# isort: split
+import keras
+import numpy as np
+
+from keras_v4d.inference import VideoLevelPredictor, unit_sections
 
 
 def _softmax_mean(chunks):

@@ -29,16 +29,19 @@ import time
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import av  # noqa: E402
-import keras_v4d  # noqa: E402,F401  (before TensorFlow: oneDNN on where TensorFlow leaves it off)
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import av
 
-from keras_v4d.data import read_video_units, video_dataset  # noqa: E402
-from keras_v4d.models import build_resnet3d  # noqa: E402
-from keras_v4d.inference import VideoLevelPredictor, video_level_predict  # noqa: E402
-from keras_v4d.training import accuracy_table, compile_for_training  # noqa: E402
+import keras_v4d  # noqa: F401  (before TensorFlow: oneDNN on where TensorFlow leaves it off)
+
+# isort: split
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_v4d.data import read_video_units, video_dataset
+from keras_v4d.inference import VideoLevelPredictor, video_level_predict
+from keras_v4d.models import build_resnet3d
+from keras_v4d.training import accuracy_table, compile_for_training
 
 SHAPES = (("red square", (230, 40, 40)), ("green disc", (40, 200, 60)), ("blue triangle", (60, 90, 240)))
 ORDERS = list(itertools.permutations(range(3)))
@@ -107,7 +110,8 @@ def write_mp4(path, frames):
         stream = container.add_stream("libx264", rate=25)
         stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
         stream.codec_context.thread_count = 1
-        stream.options = {"crf": "18", "preset": "veryfast", "threads": "1", "x264-params": "threads=1:lookahead-threads=1:sliced-threads=0:keyint=1:bframes=0"}
+        stream.options = {"crf": "18", "preset": "veryfast", "threads": "1",
+                          "x264-params": "threads=1:lookahead-threads=1:sliced-threads=0:keyint=1:bframes=0"}
         for frame in frames:
             container.mux(stream.encode(av.VideoFrame.from_ndarray(yuv420p(frame), format="yuv420p")))
         container.mux(stream.encode())
@@ -183,17 +187,18 @@ def run_seed(seed, args, folder):
 
 
 def table(rows):
-    lines = [f"model                T_train×U_train  T_infer×U_infer×crops  top-1 (%)  top-1, units reversed (%)"]
+    lines = ["model                T_train×U_train  T_infer×U_infer×crops  top-1 (%)  top-1, units reversed (%)"]
     for row in rows:
         train_shape, test_shape = f"2×{row['units']}", f"2×{TEST_UNITS}×1"
-        lines.append(f"{row['model']:<20} {train_shape:>15}  {test_shape:>21}  {row['top1']:9.1f}  {row['reversed']:25.1f}")
+        lines.append(f"{row['model']:<20} {train_shape:>15}  {test_shape:>21}  "
+                     f"{row['top1']:9.1f}  {row['reversed']:25.1f}")
     return "\n".join(lines)
 
 
 def summary(results):
     """Mean ± standard deviation [min, max] over seeds, per model, and the demo's claims checked."""
     chance = 100 / len(ORDERS)
-    lines = [f"model                top-1 (%), mean ± sd [min, max]   units reversed (%), mean ± sd [min, max]"]
+    lines = ["model                top-1 (%), mean ± sd [min, max]   units reversed (%), mean ± sd [min, max]"]
     for k, (label, _, _) in enumerate(MODELS):
         cells = []
         for key in ("top1", "reversed"):
@@ -239,7 +244,8 @@ def units_picture(test_list, rows, path):
             axis.imshow(frame, interpolation="nearest")
             if label == 0 and j % frames == 0:
                 axis.set_title(f"unit {j // frames + 1}", loc="left", fontsize=10)
-        verdicts = "  ".join(f"{row['model'].split()[0].split('+')[0]} {'✓' if row['predicted'][index] == label else '✗'}"
+        verdicts = "  ".join(f"{row['model'].split()[0].split('+')[0]} "
+                             f"{'✓' if row['predicted'][index] == label else '✗'}"
                              for row in rows)
         axes[label, 0].set_ylabel(f"{CLASS_NAMES[label]}\n{verdicts}", rotation=0, ha="right", va="center",
                                   fontsize=9, labelpad=8)

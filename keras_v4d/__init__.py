@@ -8,12 +8,20 @@ from keras_v4d import _compat
 
 _compat.prefer_onednn()  # before Keras imports TensorFlow: TensorFlow reads the setting once
 
-from keras_v4d import layers, models  # noqa: E402
-from keras_v4d.flops import count_flops  # noqa: E402
-from keras_v4d.models.class_names import decode_predictions  # noqa: E402
-from keras_v4d.models import (  # noqa: E402
-    F4DResNet18, F4DResNet50, I3DSlowResNet18, I3DSlowResNet50, TSNResNet18, TSNResNet50,
-    V4DResNet18, V4DResNet50, preprocess_input)
+from keras_v4d import layers, models
+from keras_v4d.flops import count_flops
+from keras_v4d.models import (
+    F4DResNet18,
+    F4DResNet50,
+    I3DSlowResNet18,
+    I3DSlowResNet50,
+    TSNResNet18,
+    TSNResNet50,
+    V4DResNet18,
+    V4DResNet50,
+    preprocess_input,
+)
+from keras_v4d.models.class_names import decode_predictions
 
 # Imported on first use: ``data`` needs TensorFlow and the Model Garden, ``weights`` h5py; the layers
 # and models stay light on the JAX and PyTorch backends.

@@ -3,8 +3,8 @@
 oneDNN on x86 CPUs. TensorFlow's Linux x86 packages run their oneDNN CPU kernels by default only on
 CPUs with AVX512_VNNI, AVX512_BF16, AVX_VNNI or AMX (``DefaultOneDnnPolicy`` in TensorFlow's
 ``tensorflow/core/util/port.cc``, RFC 400 "Enabling oneDNN operations for x86 CPUs"); elsewhere,
-e.g. on AVX2-only CPUs, they run Eigen's kernels, with which a V4D-R18 training step took 1.5× as
-long (issue #19, README "Benchmarks"). TensorFlow reads ``TF_ENABLE_ONEDNN_OPTS`` once, when it is
+e.g. on AVX2-only CPUs, they run Eigen's kernels, much slower for keras_v4d's convolutions
+(docs/cpu.md). TensorFlow reads ``TF_ENABLE_ONEDNN_OPTS`` once, when it is
 imported, so ``prefer_onednn`` runs at ``import keras_v4d``, before Keras imports TensorFlow.
 """
 

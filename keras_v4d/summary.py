@@ -32,7 +32,8 @@ def _fmt(value, spec):
 
 
 def print_summary():
-    header = f"{'model':<16} {'input U×T×H×W':<16} {'classes':>7} {'params (M)':>10} {'GMACs':>7} {'paper GMACs':>11} {'paper params':>12}  source"
+    header = (f"{'model':<16} {'input U×T×H×W':<16} {'classes':>7} {'params (M)':>10} {'GMACs':>7} "
+              f"{'paper GMACs':>11} {'paper params':>12}  source")
     print(header)
     print("-" * len(header))
     for name, shape, classes, params, gmacs, paper_gmacs, paper_params, source in summary_rows():

@@ -20,15 +20,20 @@ import warnings
 import keras
 import tensorflow as tf
 
-from keras_v4d.data import (
-    BadVideoError, TFRecordFiles, count_tfrecords, resolve_source, single_view, video_dataset)
+from keras_v4d.data import BadVideoError, TFRecordFiles, count_tfrecords, resolve_source, single_view, video_dataset
 from keras_v4d.evaluate import bad_video_message
 from keras_v4d.models import BUILDERS
 from keras_v4d.models.loading import load_model_weights
 from keras_v4d.settings import save_settings
 from keras_v4d.training import (
-    PAPER_DECAY_EPOCHS, compile_for_training, make_strategy, prepare_fit, skip_counts, training_callbacks,
-    use_low_memory_allocator)
+    PAPER_DECAY_EPOCHS,
+    compile_for_training,
+    make_strategy,
+    prepare_fit,
+    skip_counts,
+    training_callbacks,
+    use_low_memory_allocator,
+)
 
 STRATEGIES = ("default", "mirrored", "multiworker")
 
@@ -63,7 +68,7 @@ def train(model_name="V4DResNet18", train_data=None, output=None, *, val_data=No
         lr, weight_decay, decay_epochs: the optimizer (SGD with momentum 0.9 and L2 weight decay, as
             PyTorch's ``SGD(weight_decay=...)``; lr ÷ 10 at ``decay_epochs``).
         strategy: ``"default"``, ``"mirrored"`` (all local GPUs) or ``"multiworker"`` (TF_CONFIG hosts).
-        mixed_precision: ``mixed_float16`` on a GPU; refused on CPU, where it is slower (README).
+        mixed_precision: ``mixed_float16`` on a GPU; refused on CPU, where it is slower (benchmarks/README.md).
         low_memory: ``use_low_memory_allocator()`` (CPU, glibc): a lower peak of resident memory for a
             slower step; call ``train`` before anything else in the process has run TensorFlow.
         init_weights: optional ``.weights.h5`` to start from (e.g. a 3D backbone).
@@ -95,7 +100,7 @@ def train(model_name="V4DResNet18", train_data=None, output=None, *, val_data=No
             # Measured (benchmarks/training.py --mixed_precision mixed_bfloat16): a V4D-R18 step is
             # about 1.5× slower in mixed_bfloat16 than in float32 on this 2-core CPU, AVX512-BF16 or not.
             raise ValueError("mixed_precision: no GPU; on CPU mixed_bfloat16 makes a training step about 1.5× "
-                             "slower than float32 (see the README's training benchmark), so it is refused — "
+                             "slower than float32 (see benchmarks/README.md), so it is refused — "
                              "train in float32 on CPU, or use mixed precision (mixed_float16) on a GPU")
         keras.mixed_precision.set_global_policy("mixed_float16")
     sampling = dict(num_units=num_units, frames_per_unit=frames_per_unit, stride=stride, crop_size=crop_size,

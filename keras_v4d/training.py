@@ -67,7 +67,8 @@ class SGDWithL2(keras.optimizers.SGD):
     def update_step(self, gradient, variable, learning_rate):
         if self.decays(variable):
             gradient = ops.cast(gradient, variable.dtype)
-            gradient = ops.add(gradient, ops.multiply(read_after(variable, gradient), ops.cast(self.l2, variable.dtype)))
+            gradient = ops.add(gradient, ops.multiply(read_after(variable, gradient),
+                                                      ops.cast(self.l2, variable.dtype)))
         super().update_step(gradient, variable, learning_rate)
 
     def get_config(self):
@@ -140,7 +141,7 @@ def use_low_memory_allocator(mmap_threshold=64 * 1024):
     system allocator (``TF_ONEDNN_USE_SYSTEM_ALLOCATOR``) and fixes glibc's threshold at
     ``mmap_threshold`` bytes (``mallopt(M_MMAP_THRESHOLD)``), so every larger tensor goes back to
     the system as soon as it is freed. V4D-R18 at batch 2 × 4×4×160²: peak resident memory 0.30 GB
-    lower, training step about 30% slower (README, ``benchmarks/training.py --low_memory``).
+    lower, training step about 30% slower (benchmarks/README.md, ``benchmarks/training.py --low_memory``).
 
     Call it before TensorFlow allocates its first tensor (before building a model): TensorFlow
     picks its allocator once. Raises ``RuntimeError`` when that is too late, on another backend or

@@ -1,6 +1,8 @@
 import os
 
 import keras_v4d  # noqa: F401  (before Keras imports TensorFlow: oneDNN on every x86 CPU, as in the tools)
+
+# isort: split
 import keras
 import numpy as np
 import pytest

@@ -6,16 +6,16 @@ import json
 import os
 
 os.environ["KERAS_BACKEND"] = "tensorflow"
-import tensorflow as tf  # noqa: E402
+import tensorflow as tf
 
 tf.config.set_logical_device_configuration(
     tf.config.list_physical_devices("CPU")[0], [tf.config.LogicalDeviceConfiguration()] * 2)
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
+import keras
+import numpy as np
 
-from keras_v4d.models import build_resnet3d  # noqa: E402
-from keras_v4d.training import compile_for_training  # noqa: E402
+from keras_v4d.models import build_resnet3d
+from keras_v4d.training import compile_for_training
 
 
 def train(strategy, epochs=3):

@@ -5,8 +5,15 @@ import numpy as np
 import pytest
 
 from keras_v4d.layers import (
-    ChannelAttention, Conv4D, F4DBlock, Factorized4D, Residual4D, SpatioTemporalAttention,
-    TemporalAttention, factorized_width)
+    ChannelAttention,
+    Conv4D,
+    F4DBlock,
+    Factorized4D,
+    Residual4D,
+    SpatioTemporalAttention,
+    TemporalAttention,
+    factorized_width,
+)
 from tests.reference import conv_nd_same, sigmoid
 
 pytestmark = pytest.mark.backend_agnostic
@@ -97,7 +104,8 @@ def test_block_unit_output_equals_slice_of_whole_output(make):
 
 # --- Factorized4D -----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("kernel_size, channels", [((3, 3, 1, 1), 512), ((3, 3, 3, 3), 64), ((3, 1, 1, 1), 96), ((5, 3, 3, 3), 32)])
+@pytest.mark.parametrize("kernel_size, channels",
+                         [((3, 3, 1, 1), 512), ((3, 3, 3, 3), 64), ((3, 1, 1, 1), 96), ((5, 3, 3, 3), 32)])
 def test_factorized_width_and_params_match_full_4d(kernel_size, channels):
     u, t, h, w = kernel_size
     expected_m = math.floor(u * t * h * w * channels * channels / (u * h * w * channels + t * channels))
@@ -118,7 +126,8 @@ def test_factorized4d_is_two_4d_convs_with_bn_relu_between():
     y = _np(layer(x, training=False))
     spatial = conv_nd_same(x, _np(layer.spatial_conv.kernel))
     bn = layer.norm
-    spatial = (spatial - _np(bn.moving_mean)) / np.sqrt(_np(bn.moving_variance) + bn.epsilon) * _np(bn.gamma) + _np(bn.beta)
+    spatial = ((spatial - _np(bn.moving_mean)) / np.sqrt(_np(bn.moving_variance) + bn.epsilon) * _np(bn.gamma)
+               + _np(bn.beta))
     expected = conv_nd_same(np.maximum(spatial, 0), _np(layer.temporal_conv.kernel))
     assert layer.spatial_conv.kernel.shape[:4] == (3, 1, 3, 3)
     assert layer.temporal_conv.kernel.shape[:4] == (1, 3, 1, 1)
@@ -153,7 +162,8 @@ def test_channel_attention_matches_reference():
     layer = ChannelAttention(reduction=16)
     layer.build(x.shape)
     _randomise(layer, 0.3)
-    w0, b0, w1, b1 = (_np(v) for v in (layer.squeeze.kernel, layer.squeeze.bias, layer.excite.kernel, layer.excite.bias))
+    w0, b0, w1, b1 = (_np(v) for v in (layer.squeeze.kernel, layer.squeeze.bias,
+                                       layer.excite.kernel, layer.excite.bias))
     assert w0.shape == (32, 2)
 
     def mlp(v):

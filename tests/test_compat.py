@@ -35,13 +35,15 @@ def test_the_rule_is_tensorflows_on_this_cpu():
 def test_rule_follows_tensorflows_feature_list():
     avx2 = {"sse4_2", "avx", "avx2", "fma"}
     assert not _compat.tensorflow_default_onednn(avx2)
-    assert not _compat.tensorflow_default_onednn(avx2 | {"avx512f", "avx512bw"})  # Skylake-X: AVX-512 alone is not enough
+    # Skylake-X: AVX-512 alone is not enough
+    assert not _compat.tensorflow_default_onednn(avx2 | {"avx512f", "avx512bw"})
     for flag in ("avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile"):
         assert _compat.tensorflow_default_onednn(avx2 | {flag})
 
 
 def test_importing_keras_v4d_first_turns_onednn_on_on_every_x86_cpu():
-    result = _python("import keras_v4d, os\n" + ONEDNN_STATE + "\nprint('set', os.environ.get('TF_ENABLE_ONEDNN_OPTS'))")
+    result = _python("import keras_v4d, os\n" + ONEDNN_STATE
+                     + "\nprint('set', os.environ.get('TF_ENABLE_ONEDNN_OPTS'))")
     assert "onednn True" in result.stdout
     # Set only where TensorFlow would leave oneDNN off; left unset where its default is on already.
     expected = "None" if _compat.tensorflow_default_onednn(_compat.cpu_flags()) else "1"

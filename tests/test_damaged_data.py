@@ -10,7 +10,14 @@ import pytest
 import tensorflow as tf
 
 from keras_v4d.data import (
-    VideoReadError, count_tfrecords, read_frames, scan_shard, segment_indices, video_dataset, write_video)
+    VideoReadError,
+    count_tfrecords,
+    read_frames,
+    scan_shard,
+    segment_indices,
+    video_dataset,
+    write_video,
+)
 from keras_v4d.data.tfrecord import encode_example, encode_jpeg_example
 from keras_v4d.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
@@ -71,7 +78,8 @@ def test_a_shard_cut_in_half_loses_only_its_tail(shards):
     assert len(dataset.skip_log.entries) == 1
     shard, reason = dataset.skip_log.entries[0]
     assert shard == damaged
-    assert re.match(rf"damaged TFRecord shard: {before} record\(s\) read before the damage \(a record cut short", reason)
+    assert re.match(rf"damaged TFRecord shard: {before} record\(s\) read before the damage "
+                    rf"\(a record cut short", reason)
     assert dataset.num_videos == 9 + before  # counted from the framing, nothing decoded
 
 

@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_v4d.data import (
-    BadVideoError, read_annotations, read_frames, segment_indices, video_dataset, write_video)
+from keras_v4d.data import BadVideoError, read_annotations, read_frames, segment_indices, video_dataset, write_video
 from keras_v4d.data.convert import convert
 from keras_v4d.data.tfrecord import encode_example
 from keras_v4d.data.transforms import IMAGENET_MEAN, IMAGENET_STD
@@ -137,7 +136,8 @@ def test_tfrecord_pipeline_skips_empty_and_mislabelled_records(tmp_path):
     dataset = video_dataset(path, training=True, num_classes=3, num_units=2, frames_per_unit=2, stride=2,
                             crop_size=32, short_side=32, batch_size=1)
     assert sum(1 for _ in dataset) == 1
-    assert dict(dataset.skip_log.entries) == {"no_frames": "the video has no frames", "bad_label": "label 9 outside [0, 3)"}
+    assert dict(dataset.skip_log.entries) == {"no_frames": "the video has no frames",
+                                              "bad_label": "label 9 outside [0, 3)"}
 
 
 def test_folder_per_class_source(tmp_path):

@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 
 from keras_v4d.data import write_video
 
@@ -47,7 +46,8 @@ def test_multi_worker_training_with_two_local_processes(tmp_path):
     processes = []
     for index in range(2):
         tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
-        command = [sys.executable, "-m", "keras_v4d.cli.train", "--model=TSNResNet18", f"--train={tmp_path / 'list.txt'}",
+        command = [sys.executable, "-m", "keras_v4d.cli.train", "--model=TSNResNet18",
+                   f"--train={tmp_path / 'list.txt'}",
                    "--num_classes=2", f"--output={tmp_path / f'worker{index}'}", "--epochs=2", "--batch_size=2",
                    "--num_units=2", "--frames_per_unit=2", "--stride=2", "--crop_size=32", "--short_side=32",
                    "--strategy=multiworker"]

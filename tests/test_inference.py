@@ -81,7 +81,8 @@ def test_f4d_logit_model_with_views():
 def test_model_without_4d_blocks_averages_combination_scores():
     model = keras_v4d.TSNResNet18(classes=4)
     videos = np.random.rand(2, 6, 2, 32, 32, 3).astype("float32")
-    np.testing.assert_allclose(_np(video_level_predict(model, videos, 3)), naive_combinations(model, videos, 3), atol=1e-5)
+    np.testing.assert_allclose(_np(video_level_predict(model, videos, 3)), naive_combinations(model, videos, 3),
+                               atol=1e-5)
 
 
 def test_all_units_mode_is_one_pass():

@@ -36,7 +36,8 @@ def test_macs_and_params_match_the_papers(builder, shape, classes, gmacs, params
 
 def test_v4d_adds_exactly_its_4d_convs():
     shape = (4, 4, 224, 224, 3)
-    extra = keras_v4d.count_flops(keras_v4d.V4DResNet18(), shape) - keras_v4d.count_flops(keras_v4d.TSNResNet18(), shape)
+    extra = (keras_v4d.count_flops(keras_v4d.V4DResNet18(), shape)
+             - keras_v4d.count_flops(keras_v4d.TSNResNet18(), shape))
     # one (3,3,1,1) 4D conv at res3 (C=128, 28²) and one at res4 (C=256, 14²), U=T=4
     assert extra == 16 * (28 * 28 * 128 * 128 + 14 * 14 * 256 * 256) * 9
 
@@ -53,7 +54,8 @@ def test_count_flops_scales_with_batch_and_needs_a_concrete_shape():
 
 # --- architecture (V4D Table 1) ----------------------------------------------------------------
 
-@pytest.mark.parametrize("builder, channels", [("V4DResNet18", (64, 128, 256, 512)), ("V4DResNet50", (256, 512, 1024, 2048))])
+@pytest.mark.parametrize("builder, channels",
+                         [("V4DResNet18", (64, 128, 256, 512)), ("V4DResNet50", (256, 512, 1024, 2048))])
 def test_stage_output_sizes_match_table1(builder, channels):
     model = BUILDERS[builder](input_shape=(4, 4, 224, 224, 3), include_top=False)
     assert model.get_layer("stem_relu").output.shape[1:] == (4, 112, 112, 64)
@@ -78,7 +80,8 @@ def test_resnet18_temporal_kernels_follow_table1():
     ("V4DResNet18", "code", ["res3_v4d1", "res4_v4d1"]),
     ("V4DResNet50", "code", ["res3_v4d1", "res3_v4d3"]),
     ("V4DResNet50", "paper", ["res3_v4d1", "res3_v4d3", "res4_v4d1", "res4_v4d3", "res4_v4d5"]),
-    ("F4DResNet50", "res2-res5", ["res2_f4d1", "res3_f4d1", "res3_f4d3", "res4_f4d1", "res4_f4d3", "res4_f4d5", "res5_f4d1"]),
+    ("F4DResNet50", "res2-res5",
+     ["res2_f4d1", "res3_f4d1", "res3_f4d3", "res4_f4d1", "res4_f4d3", "res4_f4d5", "res5_f4d1"]),
     ("V4DResNet18", {"res5": [0]}, ["res5_v4d0"]),
 ])
 def test_block4d_placement(builder, placement, expected):
@@ -153,7 +156,8 @@ def test_average_pooling_equals_mean_of_feature_map():
 
 @pytest.mark.parametrize("builder", ["V4DResNet18", "F4DResNet18"])
 def test_keras_file_round_trip(builder, tmp_path):
-    model = BUILDERS[builder](classes=4, norm="batchnorm") if builder.startswith("V4D") else BUILDERS[builder](classes=4)
+    model = (BUILDERS[builder](classes=4, norm="batchnorm") if builder.startswith("V4D")
+             else BUILDERS[builder](classes=4))
     for layer in model.layers:  # make every 4D block non-trivial so the round trip really tests it
         for w in layer.weights:
             if "v4d" in w.path or "f4d" in w.path:

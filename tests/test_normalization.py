@@ -4,8 +4,8 @@ moving statistics, in training and inference, on 4-D and 5-D input."""
 import keras
 import numpy as np
 import pytest
-
 from conftest import tensorflow_only
+
 from keras_v4d.layers.normalization import BatchNorm
 
 

@@ -8,8 +8,15 @@ import pytest
 import tensorflow as tf
 
 from keras_v4d.data import (
-    BadVideoError, RawFrames, read_all_frames, read_rawframe_annotations, resolve_source, segment_indices,
-    video_dataset, write_video)
+    BadVideoError,
+    RawFrames,
+    read_all_frames,
+    read_rawframe_annotations,
+    resolve_source,
+    segment_indices,
+    video_dataset,
+    write_video,
+)
 from keras_v4d.data.convert import convert
 from keras_v4d.data.sources import parse_frame_template
 from keras_v4d.data.transforms import IMAGENET_MEAN, IMAGENET_STD
@@ -110,7 +117,8 @@ def test_rawframe_lists_are_recognised(data):
 
 def test_evaluation_gives_the_video_files_frames(data):
     kwargs = dict(training=False, batch_size=1, num_crops=3, **SAMPLING)
-    from_videos = {ids.numpy()[0].decode(): v.numpy() for v, _, ids in video_dataset(str(data / "videos.txt"), **kwargs)}
+    from_videos = {ids.numpy()[0].decode(): v.numpy()
+                   for v, _, ids in video_dataset(str(data / "videos.txt"), **kwargs)}
     frames = video_dataset(str(data / "rawframes.txt"), **kwargs)
     from_frames = {ids.numpy()[0].decode(): v.numpy() for v, _, ids in frames}
     assert frames.num_videos == 3 and frames.skip_log.counts() == {"skipped": 0, "repaired": 0}
@@ -133,7 +141,8 @@ def test_training_with_a_seed_gives_the_same_units_as_the_video_files(data):
     kwargs = dict(training=True, batch_size=1, seed=11, **SAMPLING)
 
     def units(listing):
-        return {int(labels[0]): frame_index_of(v.numpy()[0]) for v, labels in video_dataset(str(data / listing), **kwargs)}
+        return {int(labels[0]): frame_index_of(v.numpy()[0])
+                for v, labels in video_dataset(str(data / listing), **kwargs)}
 
     from_videos, from_frames = units("index_videos.txt"), units("index_frames.txt")
     assert sorted(from_frames) == [0, 1]

@@ -17,8 +17,14 @@ import tensorflow as tf
 import keras_v4d
 from keras_v4d.data import write_video
 from keras_v4d.training import (
-    EpochProgress, MeanClassAccuracy, SGDWithL2, compile_for_training, paper_learning_rate, paper_optimizer,
-    training_callbacks)
+    EpochProgress,
+    MeanClassAccuracy,
+    SGDWithL2,
+    compile_for_training,
+    paper_learning_rate,
+    paper_optimizer,
+    training_callbacks,
+)
 from tests.damaged import write_cut_faststart_mp4
 
 
@@ -156,7 +162,8 @@ def _fresh_python(code, onednn=None):
 _MMAPPED_24MB = ("import ctypes\n"
                  "class Info(ctypes.Structure): _fields_ = [(n, ctypes.c_size_t) for n in 'arena ordblks smblks hblks "
                  "hblkhd usmblks fsmblks uordblks fordblks keepcost'.split()]\n"
-                 "libc = ctypes.CDLL('libc.so.6'); libc.mallinfo2.restype = Info; libc.malloc.restype = ctypes.c_void_p\n"
+                 "libc = ctypes.CDLL('libc.so.6'); libc.mallinfo2.restype = Info; "
+                 "libc.malloc.restype = ctypes.c_void_p\n"
                  "libc.free.argtypes = [ctypes.c_void_p]; libc.free(libc.malloc(30_000_000))\n"
                  "before = libc.mallinfo2().hblks; block = libc.malloc(24_000_000)\n"
                  "print('mmapped', libc.mallinfo2().hblks - before)\n")

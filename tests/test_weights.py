@@ -13,14 +13,13 @@ import pytest
 
 import keras_v4d
 from keras_v4d.models import build_resnet3d
-from keras_v4d.weights import (
-    WeightsMismatchError, fetch_weights, load_model_weights, register, weights_info)
-from keras_v4d.weights.inflate import inflate_2d
 from keras_v4d.models.presets import _registry
+from keras_v4d.weights import WeightsMismatchError, fetch_weights, load_model_weights, register, weights_info
+from keras_v4d.weights.inflate import inflate_2d
 from keras_v4d.weights.registry import sha256_of
 
 torch = pytest.importorskip("torch")
-from torch_reference import TSN, TorchvisionResNet, save_official_checkpoint  # noqa: E402
+from torch_reference import TSN, TorchvisionResNet, save_official_checkpoint  # noqa: E402  (after sys.path names tests/)
 
 
 def _small_v4d(classes=3):

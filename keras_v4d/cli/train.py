@@ -31,13 +31,14 @@ flags.DEFINE_integer("stride", 8, "Frame stride τ inside a unit.")
 flags.DEFINE_integer("crop_size", 224, "Training crop size.")
 flags.DEFINE_integer("short_side", 256, "Short side before cropping.")
 flags.DEFINE_float("lr", 0.01, "Base learning rate.")
-flags.DEFINE_float("weight_decay", 1e-5, "L2 weight decay, added to the gradient as in PyTorch's SGD (not on BN or biases).")
+flags.DEFINE_float("weight_decay", 1e-5,
+                   "L2 weight decay, added to the gradient as in PyTorch's SGD (not on BN or biases).")
 flags.DEFINE_list("decay_epochs", ["35", "60", "80"], "Epochs where the learning rate is divided by 10.")
 flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multiworker"],
                   "default: one device; mirrored: all local GPUs (MirroredStrategy); multiworker: TF_CONFIG hosts.")
 flags.DEFINE_bool("mixed_precision", False, "Train with mixed_float16 on a GPU (refused on CPU: slower there).")
 flags.DEFINE_bool("low_memory", False, "CPU: TensorFlow's system allocator and a fixed 64 KiB glibc mmap threshold — "
-                  "about 0.3 GB lower peak memory for V4D-R18, step about 30% slower (README).")
+                  "about 0.3 GB lower peak memory for V4D-R18, step about 30% slower (benchmarks/README.md).")
 flags.DEFINE_string("init_weights", None, "Optional .weights.h5 to start from (e.g. a 3D backbone).")
 flags.DEFINE_bool("tensorboard", True, "Write TensorBoard logs under --output/tensorboard.")
 flags.DEFINE_bool("strict", False, "Stop at the first video that cannot be read instead of skipping it.")

@@ -1,15 +1,34 @@
 """Video data: action-unit sampling, video files, rawframe folders and TFRecords, ``tf.data`` pipelines."""
 
 from keras_v4d.data.pipeline import (
-    BadVideoError, SkipLog, count_tfrecords, load_video_views, read_video_units, single_view, video_dataset)
+    BadVideoError,
+    SkipLog,
+    count_tfrecords,
+    load_video_views,
+    read_video_units,
+    single_view,
+    video_dataset,
+)
 from keras_v4d.data.sampling import segment_indices, unit_span
 from keras_v4d.data.sources import (
-    RawFrames, TFRecordFiles, VideoFiles, read_annotations, read_class_folders, read_rawframe_annotations,
-    resolve_source)
+    RawFrames,
+    TFRecordFiles,
+    VideoFiles,
+    read_annotations,
+    read_class_folders,
+    read_rawframe_annotations,
+    resolve_source,
+)
 from keras_v4d.data.tfrecord import encode_example, parse_example, scan_shard
 from keras_v4d.data.transforms import eval_transform, normalize_imagenet, train_transform
 from keras_v4d.data.video_io import (
-    VideoReadError, count_frames, read_all_frames, read_frames, sample_video, write_video)
+    VideoReadError,
+    count_frames,
+    read_all_frames,
+    read_frames,
+    sample_video,
+    write_video,
+)
 
 __all__ = [
     "BadVideoError", "RawFrames", "SkipLog", "TFRecordFiles", "VideoFiles", "VideoReadError", "count_frames",

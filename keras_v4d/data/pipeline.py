@@ -18,7 +18,12 @@ import tensorflow as tf
 
 from keras_v4d.data.sampling import segment_indices
 from keras_v4d.data.sources import (
-    DEFAULT_FRAME_TEMPLATE, RawFrames, TFRecordFiles, parse_frame_template, resolve_source)
+    DEFAULT_FRAME_TEMPLATE,
+    RawFrames,
+    TFRecordFiles,
+    parse_frame_template,
+    resolve_source,
+)
 from keras_v4d.data.tfrecord import parse_example, scan_shard
 from keras_v4d.data.transforms import eval_transform, train_transform
 from keras_v4d.data.video_io import VideoReadError, read_rawframe_folder, sample_video
@@ -369,7 +374,8 @@ def _diagnose_record(record, path, index):
         except tf.errors.OpError as error:
             return video_id, f"frame {k} of {len(frames)} is not a decodable JPEG ({error.message}) ({where})"
         if shape is not None and image.shape != shape:
-            return video_id, f"frame {k} is {image.shape[1]}×{image.shape[0]}, the frames before it {shape[1]}×{shape[0]} ({where})"
+            return video_id, (f"frame {k} is {image.shape[1]}×{image.shape[0]}, "
+                              f"the frames before it {shape[1]}×{shape[0]} ({where})")
         shape = image.shape
     return video_id, f"its frames could not be decoded (a transient error?) ({where})"
 

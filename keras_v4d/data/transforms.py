@@ -7,7 +7,7 @@ the ImageNet normalisation is the models' own ``keras_v4d.preprocess_input``.
 import tensorflow as tf
 from official.vision.ops import preprocess_ops_3d
 
-from keras_v4d.models.preprocessing import IMAGENET_MEAN, IMAGENET_STD, preprocess_input  # noqa: F401
+from keras_v4d.models.preprocessing import IMAGENET_MEAN, IMAGENET_STD, preprocess_input  # noqa: F401  (re-exported: the pipeline normalises with these)
 
 
 def normalize_imagenet(frames):

@@ -11,6 +11,6 @@ from keras_v4d.layers.units import FoldUnits, UnfoldUnits, fold_units, unfold_un
 
 __all__ = [
     "ChannelAttention", "Conv4D", "F4DBlock", "Factorized4D", "FoldUnits", "Residual4D",
-    "SpatialMaxPooling", "SpatioTemporalAttention", "SymmetricZeroPadding3D", "TemporalAttention", "UnfoldUnits", "conv4d", "factorized_width",
-    "fold_units", "unfold_units",
+    "SpatialMaxPooling", "SpatioTemporalAttention", "SymmetricZeroPadding3D", "TemporalAttention", "UnfoldUnits",
+    "conv4d", "factorized_width", "fold_units", "unfold_units",
 ]

@@ -11,7 +11,6 @@ import re
 import h5py
 
 
-
 class WeightsMismatchError(ValueError):
     """A weights file that does not fit the model; the message names the first layer at fault."""
 

@@ -1,9 +1,10 @@
-"""The weight registry (presets as data, beside the builders): tags → file, URL, sha256, architecture, classes, input settings, accuracy.
+"""The weight registry (presets as data, beside the builders): tags → file, URL, sha256, architecture, classes,
+input settings, accuracy.
 
 Entries live in ``checkpoints/registry.json`` (installed as ``keras_v4d.checkpoints``); ``register``
 adds entries at run time (e.g. a lab's own checkpoints on a file server). A tag resolves through
-``keras.utils.get_file``: a cached file (``~/.keras/keras_v4d/``, ``$KERAS_V4D_CACHE/keras_v4d/`` or ``cache_dir``) is used when its
-sha256 matches, otherwise it is fetched from ``url`` (``https://`` or ``file://``) and checked.
+``keras.utils.get_file``: a cached file (``~/.keras/keras_v4d/``, ``$KERAS_V4D_CACHE/keras_v4d/`` or ``cache_dir``)
+is used when its sha256 matches, otherwise it is fetched from ``url`` (``https://`` or ``file://``) and checked.
 """
 
 import copy
@@ -104,7 +105,8 @@ def resolve_weights(weights, model_name, include_top=True, classes=None):
         entry = weights_info(weights)
         if include_top and entry["arguments"].get("classes") not in (None, classes):
             raise ValueError(f"weights {weights!r} have {entry['arguments']['classes']} classes; build the model "
-                             f"with classes={entry['arguments']['classes']} or include_top=False (got classes={classes}).")
+                             f"with classes={entry['arguments']['classes']} or include_top=False "
+                             f"(got classes={classes}).")
         return fetch_weights(weights)
     if os.path.sep in weights or weights.endswith(".h5"):
         if not os.path.isfile(weights):

@@ -6,8 +6,7 @@ units into the batch for the 3D layers; the 4D blocks see ``(batch, U, T, H, W, 
 
 import keras
 
-from keras_v4d.layers import (
-    F4DBlock, FoldUnits, Residual4D, SpatialMaxPooling, SymmetricZeroPadding3D, UnfoldUnits)
+from keras_v4d.layers import F4DBlock, FoldUnits, Residual4D, SpatialMaxPooling, SymmetricZeroPadding3D, UnfoldUnits
 from keras_v4d.layers._checks import normalize_tuple
 from keras_v4d.layers.normalization import batch_norm
 from keras_v4d.models.loading import load_model_weights

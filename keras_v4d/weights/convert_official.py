@@ -72,7 +72,8 @@ class OfficialLayout:
             match = _STAGE_ENTRY.match(module)
             if match:
                 submodule = (match.group(3) or "").split(".")[0]
-                entries.setdefault((int(match.group(1)), int(match.group(2))), {}).setdefault(submodule, []).append(module)
+                (entries.setdefault((int(match.group(1)), int(match.group(2))), {})
+                 .setdefault(submodule, []).append(module))
         self.stages, self.renumbering, self.blocks4d = {}, {}, {}
         for layer, index in sorted(entries):
             parts = entries[(layer, index)]
@@ -90,7 +91,8 @@ class OfficialLayout:
                                      f"block of layer{layer}; V4D places it after a residual block")
                 if listing[-1][0] == "4d":
                     raise ValueError(f"checkpoint key '{prefix}{tsa}.weight': a second 4D module after residual "
-                                     f"block {blocks[-1][2]} of layer{layer} ('{prefix}{self.blocks4d[(layer, blocks[-1][2])]}"
+                                     f"block {blocks[-1][2]} of layer{layer} "
+                                     f"('{prefix}{self.blocks4d[(layer, blocks[-1][2])]}"
                                      f".weight' is the first)")
                 listing.append(("4d", index, blocks[-1][2]))
                 self.blocks4d[(layer, blocks[-1][2])] = tsa
@@ -258,7 +260,8 @@ def read_checkpoint(checkpoint):
     except FileNotFoundError:
         raise FileNotFoundError(f"checkpoint not found: {checkpoint}") from None
     except Exception as error:  # noqa: BLE001  (pickle/zip errors of a damaged or foreign file)
-        raise ValueError(f"{checkpoint}: cannot read it as a PyTorch checkpoint ({type(error).__name__}: {error})") from None
+        raise ValueError(f"{checkpoint}: cannot read it as a PyTorch checkpoint "
+                         f"({type(error).__name__}: {error})") from None
     if not isinstance(loaded, dict):
         raise ValueError(f"{checkpoint}: expected a dict with a 'state_dict', got {type(loaded).__name__}")
     state_dict = loaded.get("state_dict", loaded)

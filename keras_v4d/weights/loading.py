@@ -9,8 +9,7 @@ import keras
 
 import keras_v4d.layers  # noqa: F401  (registers the custom layers for deserialisation)
 from keras_v4d.models import BUILDERS
-from keras_v4d.models.loading import (  # noqa: F401  (re-exported)
-    WeightsMismatchError, _h5_layer_shapes, check_weights_file, load_model_weights)
+from keras_v4d.models.loading import WeightsMismatchError, _h5_layer_shapes, check_weights_file, load_model_weights  # noqa: F401  (re-exported)
 
 
 def load_trained_model(checkpoint, model_name=None, num_classes=None, **builder_args):

@@ -11,11 +11,17 @@ block holds the settings of ``keras_v4d.settings.DEFAULTS`` (``train_units``, ``
 ``stride``, ``crop_size``, ``short_side``, ``test_num_units``, ``test_crop_size``, ``test_num_crops``).
 """
 
-from keras_v4d.models import BUILDERS
-from keras_v4d.models import presets
+from keras_v4d.models import BUILDERS, presets
 from keras_v4d.models.class_names import read_class_names
 from keras_v4d.models.presets import (  # noqa: F401  (re-exported)
-    CACHE_SUBDIR, REQUIRED_FIELDS, fetch_weights, list_weights, register, resolve_weights, sha256_of)
+    CACHE_SUBDIR,
+    REQUIRED_FIELDS,
+    fetch_weights,
+    list_weights,
+    register,
+    resolve_weights,
+    sha256_of,
+)
 from keras_v4d.settings import DEFAULTS
 
 
