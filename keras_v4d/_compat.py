@@ -1,5 +1,8 @@
 """Process-level settings and private framework access, kept in one place.
 
+MultiWorkerMirroredStrategy. Keras 3's TensorFlow trainer fails there (keras-team/keras#20585):
+``prepare_fit`` works around it with Keras' private trainer helpers, for Keras 3 only.
+
 oneDNN on x86 CPUs. TensorFlow's Linux x86 packages run their oneDNN CPU kernels by default only on
 CPUs with AVX512_VNNI, AVX512_BF16, AVX_VNNI or AMX (``DefaultOneDnnPolicy`` in TensorFlow's
 ``tensorflow/core/util/port.cc``, RFC 400 "Enabling oneDNN operations for x86 CPUs"); elsewhere,
@@ -123,3 +126,38 @@ def describe_machine():
         limit = f", ISA limited by ONEDNN_MAX_CPU_ISA={isa}" if state and isa else ""
         onednn = f"oneDNN {'on' if state else 'off'} ({why}{limit})"
     return (f"CPU: {cpu_model()}, {os.cpu_count()} cores; {'/'.join(extensions) or 'no AVX2'}; {onednn}")
+
+
+def prepare_fit(model, dataset, strategy):
+    """Makes ``model.fit(dataset)`` work under ``MultiWorkerMirroredStrategy`` (a no-op otherwise).
+
+    Keras 3's TensorFlow trainer fails there twice (keras-team/keras#20585): its first-batch
+    symbolic build reduces a ``PerReplica`` batch eagerly, and it averages per-replica scalar logs
+    with ``axis=0``. The model is built here from the dataset's element spec under the strategy's
+    scope, and scalar logs are averaged with ``axis=None``. Call after ``compile``.
+    """
+    import keras
+    import tensorflow as tf
+
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return model
+    if _version(keras)[0] != 3:
+        raise RuntimeError(f"prepare_fit: the keras-team/keras#20585 workaround is for Keras 3, "
+                           f"not {keras.__version__}")
+    from keras.src.backend.tensorflow import trainer as tf_trainer
+
+    if not getattr(tf_trainer.reduce_per_replica, "_keras_v4d_fixed", False):
+        original = tf_trainer.reduce_per_replica
+
+        def reduce_per_replica(values, strategy, reduction):
+            if reduction in ("mean", "auto") and tf_trainer._collective_all_reduce_multi_worker(strategy):
+                return tf.nest.map_structure(lambda v: strategy.reduce("MEAN", v, axis=None), values)
+            return original(values, strategy, reduction)
+
+        reduce_per_replica._keras_v4d_fixed = True
+        tf_trainer.reduce_per_replica = reduce_per_replica
+    spec = tuple(dataset.element_spec)
+    with strategy.scope():
+        model._symbolic_build(data_batch=spec + (None,) * (3 - len(spec)))
+    model._maybe_symbolic_build = lambda *args, **kwargs: None
+    return model

@@ -20,6 +20,7 @@ import warnings
 import keras
 import tensorflow as tf
 
+from keras_v4d._compat import prepare_fit
 from keras_v4d.data import BadVideoError, TFRecordFiles, count_tfrecords, resolve_source, single_view, video_dataset
 from keras_v4d.evaluate import bad_video_message
 from keras_v4d.models import BUILDERS
@@ -29,7 +30,6 @@ from keras_v4d.training import (
     PAPER_DECAY_EPOCHS,
     compile_for_training,
     make_strategy,
-    prepare_fit,
     skip_counts,
     training_callbacks,
     use_low_memory_allocator,

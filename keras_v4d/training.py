@@ -335,35 +335,6 @@ def make_strategy(kind="default"):
     return strategies[kind]()
 
 
-def prepare_fit(model, dataset, strategy):
-    """Makes ``model.fit(dataset)`` work under ``MultiWorkerMirroredStrategy`` (a no-op otherwise).
-
-    Keras 3's TensorFlow trainer fails there twice (keras-team/keras#20585): its first-batch
-    symbolic build reduces a ``PerReplica`` batch eagerly, and it averages per-replica scalar logs
-    with ``axis=0``. The model is built here from the dataset's element spec under the strategy's
-    scope, and scalar logs are averaged with ``axis=None``. Call after ``compile``.
-    """
-    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        return model
-    from keras.src.backend.tensorflow import trainer as tf_trainer
-
-    if not getattr(tf_trainer.reduce_per_replica, "_keras_v4d_fixed", False):
-        original = tf_trainer.reduce_per_replica
-
-        def reduce_per_replica(values, strategy, reduction):
-            if reduction in ("mean", "auto") and tf_trainer._collective_all_reduce_multi_worker(strategy):
-                return tf.nest.map_structure(lambda v: strategy.reduce("MEAN", v, axis=None), values)
-            return original(values, strategy, reduction)
-
-        reduce_per_replica._keras_v4d_fixed = True
-        tf_trainer.reduce_per_replica = reduce_per_replica
-    spec = tuple(dataset.element_spec)
-    with strategy.scope():
-        model._symbolic_build(data_batch=spec + (None,) * (3 - len(spec)))
-    model._maybe_symbolic_build = lambda *args, **kwargs: None
-    return model
-
-
 def accuracy_table(y_true, probabilities):
     """Top-1 and mean-class accuracy (in %) of ``probabilities`` (N, classes) against ``y_true``."""
     y_true = np.asarray(y_true)

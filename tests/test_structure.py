@@ -63,11 +63,22 @@ def test_library_modules_define_no_flags_and_import_no_cli():
         assert not any(d.startswith("keras_v4d.cli") for d in _imports(path, _modules())), module
 
 
+PRIVATE_OUTSIDE_COMPAT = re.compile(r"keras\.src\b|tensorflow\.python\b|\._symbolic_build|\._maybe_symbolic_build")
+
+
 def test_no_private_keras_attributes():
     for module, path in _modules().items():
         for number, line in enumerate(open(path, encoding="utf-8"), 1):
             if PRIVATE_KERAS.search(line):
                 raise AssertionError(f"{path}:{number}: private Keras attribute: {line.strip()}")
+
+
+def test_private_framework_access_only_in_compat():
+    found = [f"{path}:{number}: {line.strip()}" for module, path in _modules().items() if module != "keras_v4d._compat"
+             for number, line in enumerate(open(path, encoding="utf-8"), 1) if PRIVATE_OUTSIDE_COMPAT.search(line)]
+    assert not found, "private Keras/TensorFlow access outside keras_v4d/_compat.py:\n" + "\n".join(found)
+    compat = open(_modules()["keras_v4d._compat"], encoding="utf-8").read()
+    assert "keras.src" in compat and "tensorflow.python" in compat  # the pattern finds what it is meant to
 
 
 def test_every_library_module_imports_together():
