@@ -10,6 +10,7 @@ setup(
     package_dir={"keras_v4d.checkpoints": "checkpoints"},
     package_data={"keras_v4d.checkpoints": ["*.json", "*.txt", "*.h5"]},
     python_requires=">=3.10",
+    entry_points={"console_scripts": ["keras-v4d = keras_v4d.cli.main:console_main"]},
     install_requires=[
         "tensorflow~=2.20.0",
         "keras>=3.10",

@@ -66,8 +66,8 @@ def make_rawframes(folder, listing, quality=90):
     return path
 
 
-def videos_per_second(dataset, batch_size, batches):
-    iterator = iter(dataset.repeat())
+def videos_per_second(videos, batch_size, batches):
+    iterator = iter(videos.dataset.repeat())
     next(iterator)  # warm-up: tracing, thread pools
     start = time.perf_counter()
     for _ in range(batches):

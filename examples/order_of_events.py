@@ -39,9 +39,9 @@ import numpy as np
 import tensorflow as tf
 
 from keras_v4d.data import read_video_units, video_dataset
-from keras_v4d.inference import VideoLevelPredictor, video_level_predict
+from keras_v4d.inference import VideoLevelPredictor, accuracy_metrics, video_level_predict
 from keras_v4d.models import build_resnet3d
-from keras_v4d.training import accuracy_table, compile_for_training
+from keras_v4d.training import compile_for_training
 
 SHAPES = (("red square", (230, 40, 40)), ("green disc", (40, 200, 60)), ("blue triangle", (60, 90, 240)))
 ORDERS = list(itertools.permutations(range(3)))
@@ -135,12 +135,12 @@ def write_dataset(folder, videos_per_class, seed):
 
 def training_set(train_list, num_units, batch_size, seed):
     """The seeded training pipeline (shuffles, units' offsets, crops and flips all follow ``seed``)."""
-    dataset = video_dataset(train_list, training=True, batch_size=batch_size, area_range=(0.6, 1.0),
-                            num_classes=len(ORDERS), seed=seed, **{**SETTING, "num_units": num_units})
-    steps = dataset.num_videos // batch_size
+    videos = video_dataset(train_list, training=True, batch_size=batch_size, area_range=(0.6, 1.0),
+                           num_classes=len(ORDERS), seed=seed, **{**SETTING, "num_units": num_units})
+    steps = videos.num_videos // batch_size
     # Every generated video decodes, so an epoch is exactly `steps` batches: said up front, Keras
     # knows the epoch's length from the first epoch on.
-    return dataset.apply(tf.data.experimental.assert_cardinality(steps)), steps
+    return videos.dataset.apply(tf.data.experimental.assert_cardinality(steps)), steps
 
 
 def train(block4d, num_units, train_list, args, seed):
@@ -155,17 +155,17 @@ def train(block4d, num_units, train_list, args, seed):
 
 def evaluate(model, train_units, test_list, reverse=False):
     """Top-1 (%) and the predicted class of each test video (list order)."""
-    dataset = video_dataset(test_list, training=False, batch_size=16, num_classes=len(ORDERS),
-                            **{**SETTING, "num_units": TEST_UNITS})
+    videos = video_dataset(test_list, training=False, batch_size=16, num_classes=len(ORDERS), num_crops=1,
+                           **{**SETTING, "num_units": TEST_UNITS})
     predictor = VideoLevelPredictor(model)
     labels, scores = [], []
-    for views, y, _ in dataset:
+    for views, y, _ in videos.dataset:
         views = views.numpy()[:, :, ::-1] if reverse else views.numpy()
         scores.append(keras.ops.convert_to_numpy(video_level_predict(model, views, train_units, predictor=predictor)))
         labels.append(y.numpy())
     scores = np.concatenate(scores)
-    top1, _, _ = accuracy_table(np.concatenate(labels), scores)
-    return top1, scores.argmax(-1)
+    metrics, _ = accuracy_metrics(np.concatenate(labels), scores, len(ORDERS))
+    return metrics["top1"], scores.argmax(-1)
 
 
 def run_seed(seed, args, folder):

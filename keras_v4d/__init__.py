@@ -9,7 +9,6 @@ from keras_v4d import _compat
 _compat.prefer_onednn()  # before Keras imports TensorFlow: TensorFlow reads the setting once
 
 from keras_v4d import layers, models
-from keras_v4d.flops import count_flops
 from keras_v4d.models import (
     F4DResNet18,
     F4DResNet50,
@@ -19,13 +18,15 @@ from keras_v4d.models import (
     TSNResNet50,
     V4DResNet18,
     V4DResNet50,
+    count_flops,
     preprocess_input,
 )
-from keras_v4d.models.class_names import decode_predictions
+from keras_v4d.sampling import VideoSampling
+from keras_v4d.weights.class_names import decode_predictions
 
-# Imported on first use: ``data`` needs TensorFlow and the Model Garden, ``weights`` h5py; the layers
-# and models stay light on the JAX and PyTorch backends.
-_LAZY_MODULES = ("data", "weights", "inference", "settings", "evaluate", "predict", "train", "training", "export")
+# Imported on first use: ``data``, ``training`` and ``export`` need TensorFlow and the Model Garden;
+# the layers and models stay light on the JAX and PyTorch backends.
+_LAZY_MODULES = ("data", "weights", "inference", "training", "export")
 
 
 def __getattr__(name):
@@ -35,7 +36,7 @@ def __getattr__(name):
 
 
 __all__ = [
-    "F4DResNet18", "F4DResNet50", "I3DSlowResNet18", "I3DSlowResNet50", "TSNResNet18",
-    "TSNResNet50", "V4DResNet18", "V4DResNet50", "count_flops", "decode_predictions", "layers", "models",
+    "F4DResNet18", "F4DResNet50", "I3DSlowResNet18", "I3DSlowResNet50", "TSNResNet18", "TSNResNet50",
+    "V4DResNet18", "V4DResNet50", "VideoSampling", "count_flops", "decode_predictions", "layers", "models",
     "preprocess_input",
 ]

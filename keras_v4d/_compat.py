@@ -3,6 +3,10 @@
 MultiWorkerMirroredStrategy. Keras 3's TensorFlow trainer fails there (keras-team/keras#20585):
 ``prepare_fit`` works around it with Keras' private trainer helpers, for Keras 3 only.
 
+Keras internals without a public API: the layout of ``.weights.h5`` files
+(``keras_h5_layer_keys``), the TensorBoard callback's learning-rate entry
+(``learning_rate_keeping_tensorboard``) and the progress bar's target (``set_progress_target``).
+
 oneDNN on x86 CPUs. TensorFlow's Linux x86 packages run their oneDNN CPU kernels by default only on
 CPUs with AVX512_VNNI, AVX512_BF16, AVX_VNNI or AMX (``DefaultOneDnnPolicy`` in TensorFlow's
 ``tensorflow/core/util/port.cc``, RFC 400 "Enabling oneDNN operations for x86 CPUs"); elsewhere,
@@ -13,6 +17,7 @@ imported, so ``prefer_onednn`` runs at ``import keras_v4d``, before Keras import
 
 import os
 import platform
+import re
 import sys
 import warnings
 
@@ -161,3 +166,65 @@ def prepare_fit(model, dataset, strategy):
         model._symbolic_build(data_batch=spec + (None,) * (3 - len(spec)))
     model._maybe_symbolic_build = lambda *args, **kwargs: None
     return model
+
+
+def _snake_case(name):
+    name = re.sub(r"\W+", "", name)
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def keras_h5_layer_keys(model):
+    """``[(h5 key, layer)]``: where Keras 3's ``.weights.h5`` format stores each of ``model.layers``.
+
+    Keras names them ``layers/<snake_case class name>[_n]``, numbered per class in the order of
+    ``model.layers`` (``keras/src/saving/saving_lib.py``); no public API says it, so it is re-derived
+    here, for Keras 3 only.
+    """
+    import keras
+
+    if _version(keras)[0] != 3:
+        raise RuntimeError(f"keras_h5_layer_keys: the .weights.h5 layout re-derived here is Keras 3's, not "
+                           f"{keras.__version__}'s")
+    used, keys = {}, []
+    for layer in model.layers:
+        base = _snake_case(layer.__class__.__name__)
+        count = used.get(base, 0)
+        used[base] = count + 1
+        keys.append((base if count == 0 else f"{base}_{count}", layer))
+    return keys
+
+
+def learning_rate_keeping_tensorboard(log_dir, **kwargs):
+    """Keras' TensorBoard callback, except that a ``learning_rate`` already in an epoch's logs is kept
+    (``DataReport``'s: the rate the epoch trained with, not the one after its last step).
+
+    Keras writes the rate from its private ``_collect_learning_rate``, which has no public switch
+    (keras-team/keras#16087 is about how that method picks the rate); where a Keras version lacks
+    it, the plain callback is used.
+    """
+    import keras
+
+    base = keras.callbacks.TensorBoard
+    if _version(keras)[0] != 3 or not hasattr(base, "_collect_learning_rate"):
+        return base(log_dir, **kwargs)
+
+    class TensorBoard(base):
+        def _collect_learning_rate(self, logs):
+            return logs if "learning_rate" in logs else super()._collect_learning_rate(logs)
+
+    return TensorBoard(log_dir, **kwargs)
+
+
+def set_progress_target(progbar_logger, steps, ended_early=False):
+    """Sets the steps a ``keras.callbacks.ProgbarLogger`` shows an epoch out of: ``steps`` (the
+    source's size; a filtered ``tf.data`` pipeline has no known length), or, ``ended_early``, the steps
+    the epoch really ran when that is fewer. The logger's ``target``/``seen``/``progbar`` fields are
+    not public API (Keras 3's ``progbar_logger.py``); no public way sets an epoch's target.
+    """
+    if ended_early:
+        seen, target = getattr(progbar_logger, "seen", 0), getattr(progbar_logger, "target", None)
+        if getattr(progbar_logger, "progbar", None) is not None and seen and target and seen < target:
+            progbar_logger.target = progbar_logger.progbar.target = seen
+    elif steps:
+        progbar_logger.target = steps

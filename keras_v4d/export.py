@@ -1,7 +1,7 @@
 """Export for deployment: a TF Serving SavedModel and TFLite files that take uint8 video.
 
 ``export_saved_model(model, "exported/v4d")``, ``export_tflite(model, "v4d.tflite", U, T, S)``;
-the command-line tool is ``python -m keras_v4d.cli.export``.
+the command-line tool is ``keras-v4d export``.
 
 The SavedModel's ``serving_default`` takes ``video`` uint8 ``(batch, U, T, H, W, 3)`` RGB and
 returns ``probabilities`` ``(batch, classes)``; ImageNet normalisation runs inside the graph. U, H
@@ -14,6 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_v4d.models.preprocessing import preprocess_input
+from keras_v4d.models.video_model import ends_in_softmax
 
 TFLITE_VARIANTS = ("float32", "dynamic", "fp16")
 
@@ -23,7 +24,7 @@ def _serving_function(model, input_shape):
     def serve(video):
         x = preprocess_input(video)
         scores = model(x, training=False)
-        if getattr(getattr(model.layers[-1], "activation", None), "__name__", "") != "softmax":
+        if not ends_in_softmax(model):
             scores = tf.nn.softmax(scores, axis=-1)
         return {"probabilities": scores}
 

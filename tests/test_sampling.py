@@ -1,84 +1,128 @@
+"""The sampling protocol (keras_v4d.sampling): VideoSampling's rules, test-time sampling resolved from
+explicit values, saved settings and the model, and the training tool's settings as the defaults of
+evaluate and predict; preprocess_input on every backend."""
+
+import json
+import os
+import subprocess
+import sys
+
+import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
-from keras_v4d.data import segment_indices, unit_span
+import keras_v4d
+from keras_v4d.sampling import DEFAULT_SAMPLING, VideoSampling, read_settings, resolve_sampling, write_settings
 
-# (num_frames, U, T, stride) -> expected evaluation indices, worked out by hand from SPEC §6 (the
-# official TSN-derived loader's centring): span = (T-1)·τ + 1, tick = (n - span + 1) / U, unit u
-# starts at int(tick/2 + tick·u); a video shorter than a unit starts every unit at 0; indices are
-# clamped to the video. E.g. n=300, U=4, T=4, τ=8: span 25, tick 69, starts 34, 103, 172, 241.
-EVAL_CASES = [
-    ((300, 4, 4, 8), [[34, 42, 50, 58], [103, 111, 119, 127], [172, 180, 188, 196], [241, 249, 257, 265]]),
-    ((16, 4, 2, 1), [[1, 2], [5, 6], [9, 10], [13, 14]]),                                # tick 3.75
-    ((10, 3, 2, 2), [[1, 3], [4, 6], [6, 8]]),                                           # tick 8/3
-    ((20, 4, 4, 8), [[0, 8, 16, 19]] * 4),                                               # n < T·τ
-    ((3, 4, 1, 1), [[0], [1], [1], [2]]),                                                # n < U: tick 0.75
-    ((1, 2, 3, 4), [[0, 0, 0], [0, 0, 0]]),
-    ((0, 2, 2, 1), [[0, 0], [0, 0]]),                                                    # empty: no crash
-]
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406])
+IMAGENET_STD = np.array([0.229, 0.224, 0.225])
 
 
-def official_test_starts(num_frames, num_units, frames_per_unit, stride):
-    """The official loader's test-time offsets, written as its Python (float64) code computes them."""
-    tick = (num_frames - ((frames_per_unit - 1) * stride + 1) + 1) / float(num_units)
-    return [int(tick / 2.0 + tick * x) for x in range(num_units)]
+@pytest.mark.backend_agnostic
+def test_preprocess_input_equals_the_pipeline_normalisation_and_the_formula():
+    import tensorflow as tf
+
+    from keras_v4d.data import normalize_imagenet
+
+    frames = np.random.default_rng(0).integers(0, 256, (2, 3, 8, 8, 3), dtype=np.uint8)
+    ours = keras.ops.convert_to_numpy(keras_v4d.preprocess_input(frames))  # the active backend's tensor
+    pipeline = next(iter(tf.data.Dataset.from_tensors(frames).map(normalize_imagenet))).numpy()
+    formula = (frames / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
+    assert ours.dtype == np.float32 and pipeline.dtype == np.float32
+    np.testing.assert_allclose(ours, formula, atol=1e-5)
+    np.testing.assert_allclose(ours, pipeline, atol=1e-6)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(keras_v4d.preprocess_input(frames.astype("float32"))),
+                               ours, atol=1e-6)
+    with pytest.raises(ValueError, match="3 channels"):
+        keras_v4d.preprocess_input(np.zeros((2, 4, 4, 1)))
 
 
-@pytest.mark.parametrize("num_frames", [25, 26, 27, 31, 64, 99, 100, 101, 250, 299, 300, 301, 1000, 12345])
-@pytest.mark.parametrize("units, frames, stride", [(4, 4, 8), (10, 4, 8), (3, 8, 2), (7, 1, 1)])
-def test_evaluation_starts_match_the_official_loader(num_frames, units, frames, stride):
-    if num_frames < (frames - 1) * stride + 1:
-        pytest.skip("shorter than a unit")
-    starts = segment_indices(num_frames, units, frames, stride, training=False).numpy()[:, 0]
-    assert starts.tolist() == official_test_starts(num_frames, units, frames, stride)
+def _model(**kwargs):
+    return keras_v4d.TSNResNet18(classes=3, **kwargs)
 
 
-@pytest.mark.parametrize("args, expected", EVAL_CASES)
-def test_evaluation_indices_are_exact(args, expected):
-    indices = segment_indices(*args, training=False)
-    assert indices.dtype == tf.int32
-    np.testing.assert_array_equal(indices.numpy(), expected)
+def test_video_sampling_defaults_are_the_papers_and_bad_values_name_the_field():
+    # V4D §4.2 (Mini-Kinetics): U=4 units of T=4 frames at τ=8, 224² crops of short side 256; test:
+    # U_infer=10 centred units, 3 crops of the full 256 short side.
+    assert DEFAULT_SAMPLING == VideoSampling(4, 4, 8, 224, 256, 10, None, 3)
+    assert DEFAULT_SAMPLING.test_arguments() == dict(num_units=10, frames_per_unit=4, stride=8, crop_size=256,
+                                                     short_side=256, num_crops=3)
+    assert DEFAULT_SAMPLING.training_arguments() == dict(num_units=4, frames_per_unit=4, stride=8, crop_size=224,
+                                                         short_side=256)
+    assert VideoSampling.from_dict(DEFAULT_SAMPLING.to_dict()) == DEFAULT_SAMPLING  # a round trip
+    with pytest.raises(ValueError, match="`stride` must be a positive int, got 0"):
+        VideoSampling(stride=0)
+    with pytest.raises(ValueError, match="`test_num_crops` must be 1 or 3"):
+        VideoSampling(test_num_crops=2)
+    with pytest.raises(ValueError, match="`crop_size`=300 is larger than `short_side`=256"):
+        VideoSampling(crop_size=300)
+    with pytest.raises(ValueError, match="`test_num_units`=3 is below `train_units`=4"):
+        VideoSampling(test_num_units=3)
+    with pytest.raises(ValueError, match=r"run/settings.json: unknown sampling settings \['strides'\]"):
+        VideoSampling.from_dict({"strides": 4}, "run/settings.json")
 
 
-def _draw_starts(num_frames, units, frames, stride, draws):
-    sample = tf.function(lambda: segment_indices(num_frames, units, frames, stride, training=True))
-    return np.stack([sample().numpy() for _ in range(draws)])  # (draws, U, T)
+def test_resolve_sampling_precedence_and_conflicts(tmp_path):
+    model = _model()
+    sampling = resolve_sampling(model)  # nothing saved: the paper's test protocol
+    assert sampling.train_units == DEFAULT_SAMPLING.train_units
+    assert sampling.test_arguments() == dict(num_units=10, frames_per_unit=4, stride=8, crop_size=256,
+                                             short_side=256, num_crops=3)
+    write_settings(tmp_path, VideoSampling(train_units=2, frames_per_unit=2, stride=4, crop_size=32, short_side=40),
+                   ["a", "b", "c"])
+    saved, class_names = read_settings(tmp_path / "last.keras")
+    assert class_names == ["a", "b", "c"]
+    sampling = resolve_sampling(model, saved)
+    assert sampling.train_units == 2 and sampling.stride == 4 and sampling.frames_per_unit == 2
+    assert sampling.short_side == 40 and sampling.test_crop == 40  # fully convolutional: crop = short side
+    assert sampling.crop_size == 32  # the training crop travels along
+    sampling = resolve_sampling(model, saved, stride=8, train_units=3)  # explicit values win
+    assert sampling.train_units == 3 and sampling.stride == 8
+    fixed = _model(input_shape=(None, 4, None, None, 3))
+    with pytest.raises(ValueError, match="saved settings' frames_per_unit=2.*takes T=4"):
+        resolve_sampling(fixed, saved)
+    with pytest.raises(ValueError, match="frames_per_unit=8.*takes T=4"):
+        resolve_sampling(fixed, frames_per_unit=8)
+    with pytest.raises(ValueError, match="num_units 3 is below train_units 4"):
+        resolve_sampling(model, num_units=3)
+    (tmp_path / "settings.json").write_text(json.dumps({"strides": 4}))
+    with pytest.raises(ValueError, match="settings.json: unknown sampling settings"):
+        read_settings(tmp_path / "last.keras")
 
 
-def test_training_units_stay_in_their_sections_and_cover_every_start():
-    n, units, frames, stride = 300, 4, 4, 8
-    indices = _draw_starts(n, units, frames, stride, 10_000)
-    span = unit_span(frames, stride)
-    np.testing.assert_array_equal(np.diff(indices, axis=2), stride)  # a unit is T frames at stride τ
-    for i in range(units):
-        first, end = i * n // units, (i + 1) * n // units
-        starts = indices[:, i, 0]
-        assert starts.min() >= first and indices[:, i, -1].max() < end  # inside its own section
-        assert set(starts.tolist()) == set(range(first, end - span + 1))  # every allowed start occurs
+def _run(module, *args):
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.run([sys.executable, "-m", f"keras_v4d.cli.{module}", *map(str, args)], env=env,
+                          capture_output=True, text=True, timeout=600)
 
 
-def test_training_with_sections_shorter_than_a_unit_starts_inside_the_section():
-    n, units = 40, 4  # sections of 10 frames, units span 25
-    indices = _draw_starts(n, units, 4, 8, 2_000)
-    for i in range(units):
-        assert set(indices[:, i, 0].tolist()) == set(range(10 * i, 10 * i + 10))
-    assert indices.max() == n - 1  # clamped to the last frame, never past it
+def test_trained_settings_are_the_defaults_of_evaluate_and_predict(tmp_path):
+    from keras_v4d.data import write_video
 
+    rng = np.random.default_rng(0)
+    lines = []
+    for i in range(4):
+        write_video(str(tmp_path / f"v{i}.mp4"), rng.integers(0, 255, (40, 32, 32, 3), dtype=np.uint8))
+        lines.append(f"v{i}.mp4 {i % 2}")
+    (tmp_path / "list.txt").write_text("\n".join(lines) + "\n")
+    run = tmp_path / "run"
+    trained = _run("train", "--model=TSNResNet18", f"--train={tmp_path / 'list.txt'}", "--num_classes=2",
+                   f"--output={run}", "--epochs=1", "--batch_size=2", "--num_units=4", "--frames_per_unit=2",
+                   "--stride=4", "--crop_size=32", "--short_side=32")
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    saved = json.loads((run / "settings.json").read_text())
+    assert saved["stride"] == 4 and saved["train_units"] == 4 and saved["frames_per_unit"] == 2
 
-def test_training_is_reproducible_with_a_seed():
-    a = segment_indices(300, 4, 4, 8, training=True, seed=7)
-    b = segment_indices(300, 4, 4, 8, training=True, seed=7)
-    np.testing.assert_array_equal(a.numpy(), b.numpy())
+    evaluated = _run("evaluate", f"--checkpoint={run / 'last.keras'}", f"--data={tmp_path / 'list.txt'}",
+                     f"--output={tmp_path / 'eval'}", "--noprogress", "--num_crops=1")
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert (metrics["stride"], metrics["train_units"], metrics["frames_per_unit"]) == (4, 4, 2)
+    assert (metrics["crop_size"], metrics["short_side"], metrics["num_units"]) == (32, 32, 10)
 
-
-def test_works_on_a_tensor_frame_count_in_graph():
-    fn = tf.function(lambda n: segment_indices(n, 4, 4, 8, training=False))
-    np.testing.assert_array_equal(fn(tf.constant(300)).numpy(), EVAL_CASES[0][1])
-
-
-@pytest.mark.parametrize("kwargs", [dict(num_units=0), dict(frames_per_unit=-1), dict(stride=1.5)])
-def test_bad_arguments(kwargs):
-    args = dict(num_frames=10, num_units=2, frames_per_unit=2, stride=1, training=False) | kwargs
-    with pytest.raises(ValueError, match=list(kwargs)[0]):
-        segment_indices(**args)
+    predicted = _run("predict", f"--checkpoint={run / 'last.keras'}", "--num_crops=1", tmp_path / "v0.mp4")
+    assert predicted.returncode == 0, predicted.stderr[-3000:]
+    assert "train_units=4" in predicted.stderr and "stride=4" in predicted.stderr
+    overridden = _run("predict", f"--checkpoint={run / 'last.keras'}", "--num_crops=1", "--stride=2",
+                      tmp_path / "v0.mp4")
+    assert overridden.returncode == 0 and "stride=2" in overridden.stderr

@@ -1,11 +1,16 @@
 """The package's architecture as tests: the library apart from its command lines, no import cycle,
-no private Keras attribute."""
+no private Keras or TensorFlow member outside ``_compat``, one name per module, tests that mirror the
+package."""
 
 import ast
+import importlib
+import inspect
 import os
 import re
 import subprocess
 import sys
+
+import pytest
 
 PACKAGE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "keras_v4d")
 PRIVATE_KERAS = re.compile(r"_keras_history|_inbound_nodes|_nodes_by_depth|fill_in\(|_keras_mask")
@@ -79,6 +84,101 @@ def test_private_framework_access_only_in_compat():
     assert not found, "private Keras/TensorFlow access outside keras_v4d/_compat.py:\n" + "\n".join(found)
     compat = open(_modules()["keras_v4d._compat"], encoding="utf-8").read()
     assert "keras.src" in compat and "tensorflow.python" in compat  # the pattern finds what it is meant to
+
+
+def _keras_bases(cls):
+    """The Keras/TensorFlow classes among ``cls``'s ancestors."""
+    return [base for base in inspect.getmro(cls)[1:] if base.__module__.split(".")[0] in ("keras", "tensorflow")]
+
+
+def _base_instance(base):
+    try:
+        return base()
+    except Exception:  # noqa: BLE001  (a base that needs arguments: its class attributes are checked)
+        return base
+
+
+def test_no_private_member_of_a_keras_object_outside_compat():
+    """A class of the library that derives from a Keras (or TensorFlow) class may neither override nor
+    touch one of that class's private members (``_name``), and no code may reach for ``x._name`` of
+    an object that is not its own (only ``self``/``cls``)."""
+    found = []
+    for module, path in _modules().items():
+        if module in ("keras_v4d._compat",) or module.startswith("keras_v4d.cli"):
+            continue
+        tree = ast.parse(open(path, encoding="utf-8").read())
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__")
+                    and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))):
+                found.append(f"{path}:{node.lineno}: .{node.attr} of another object")
+        classes = [n for n in ast.walk(tree) if isinstance(n, ast.ClassDef)]
+        if not classes:
+            continue
+        imported = importlib.import_module(module)
+        for class_node in classes:
+            cls = getattr(imported, class_node.name, None)
+            if not inspect.isclass(cls):
+                continue
+            bases = [_base_instance(base) for base in _keras_bases(cls)]
+            for node in ast.walk(class_node):
+                name = None
+                if isinstance(node, ast.FunctionDef):
+                    name = node.name
+                elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "self":
+                    name = node.attr
+                if name and name.startswith("_") and not name.startswith("__") and any(
+                        hasattr(base, name) for base in bases):
+                    found.append(f"{path}:{node.lineno}: {class_node.name} uses Keras' private {name}")
+    assert not found, "private Keras members outside keras_v4d/_compat.py:\n" + "\n".join(found)
+
+
+def test_the_private_member_check_finds_an_override():
+    """The check above is not vacuous: Keras' classes do have private members a subclass could touch."""
+    import keras
+
+    assert hasattr(keras.callbacks.TensorBoard, "_collect_learning_rate")
+    assert hasattr(_base_instance(keras.layers.Layer), "_tracker")
+
+
+def test_library_module_names_are_unique():
+    names = {}
+    for module in _modules():
+        if module.startswith("keras_v4d.cli") or module.count(".") < 2 and module != "keras_v4d._compat":
+            continue
+        names.setdefault(module.rsplit(".", 1)[-1], []).append(module)
+    clashes = {name: found for name, found in names.items() if len(found) > 1}
+    assert not clashes, clashes
+
+
+def test_the_tests_mirror_the_package():
+    """A test folder per library folder, a test module per top-level library module."""
+    tests = os.path.join(os.path.dirname(PACKAGE), "tests")
+    missing = []
+    for entry in sorted(os.listdir(PACKAGE)):
+        path = os.path.join(PACKAGE, entry)
+        if entry.startswith("__") or entry == "checkpoints":
+            continue
+        if os.path.isdir(path) and os.path.isfile(os.path.join(path, "__init__.py")):
+            folder = os.path.join(tests, entry)
+            if not (os.path.isdir(folder) and any(n.startswith("test_") for n in os.listdir(folder))):
+                missing.append(f"tests/{entry}/test_*.py")
+        elif entry.endswith(".py"):
+            name = entry[:-3].lstrip("_")
+            if not os.path.isfile(os.path.join(tests, f"test_{name}.py")):
+                missing.append(f"tests/test_{name}.py")
+    assert not missing, missing
+
+
+@pytest.mark.parametrize("module", ["keras_v4d.layers.residual4d", "keras_v4d.layers.f4d_block"])
+def test_the_4d_blocks_are_block4d(module):
+    from keras_v4d.layers import Block4D
+
+    classes = [c for _, c in inspect.getmembers(importlib.import_module(module), inspect.isclass)
+               if c.__module__ == module]
+    assert classes and all(issubclass(c, Block4D) for c in classes)
+    for cls in classes:  # each defines the protocol itself
+        for method in ("unit_output", "unit_radius", "count_macs"):
+            assert method in vars(cls), (cls, method)
 
 
 def test_every_library_module_imports_together():

@@ -4,7 +4,7 @@ Independent of keras_v4d.
 - ``TorchvisionResNet``: torchvision's 2D ResNet18/50 layout (``conv1``, ``layer1.0.conv1``,
   ``layer1.0.downsample.0`` …), the source of ImageNet inflation.
 - ``TSN`` + ``I3ResNet``: the module structure of the official V4D code (``models.py`` /
-  ``i3res.py``, read for the facts in SPEC §9, not copied). ``TSN`` holds ``base_model`` (the 3D
+  ``i3res.py``, read for its module structure and key names, not copied). ``TSN`` holds ``base_model`` (the 3D
   ResNet) and ``new_fc``; each stage ``layerN`` is one ``nn.Sequential`` into which an ``R4D``
   module (its conv under the attribute ``tsa``) is *appended right after every other residual
   block* (blocks 1, 3, 5 …), so the residual blocks after it shift by one index: V4D-R50's

@@ -1,9 +1,16 @@
-"""What the command-line tools share: error reporting, exit codes and the inference flags."""
+"""What the command-line tools share: flag parsing and help, error reporting, exit codes, the
+sampling and inference flags.
+
+Each tool defines its flags on its own ``flags.FlagValues`` (not absl's global ``FLAGS``), so that
+every tool lives in one process without clashes (``keras-v4d`` imports them all).
+"""
 
 import os
 import sys
 
-from absl import app, flags
+from absl import flags
+
+from keras_v4d.sampling import DEFAULT_SAMPLING
 
 EXIT_BAD_ARGUMENTS = 2  # bad flags, missing or mismatching files: nothing was done
 EXIT_BAD_INPUT = 1  # the run went through but some input (e.g. a video) could not be used
@@ -17,21 +24,56 @@ class CommandError(Exception):
         self.code = code
 
 
-def run(main):
-    """``absl.app.run`` for a ``main(argv) -> exit code`` that may raise ``CommandError``."""
-
-    def wrapped(argv):
-        try:
-            code = main(argv)
-        except CommandError as error:
-            print(f"error: {error}", file=sys.stderr)
-            code = error.code
-        sys.exit(code or 0)
-
-    app.run(wrapped)
+def command_help(command, flag_values, doc):
+    """The ``--help`` text of a tool: its docstring, then its flags."""
+    lines = []
+    for name in sorted(set(flag_values)):
+        flag = flag_values[name]
+        default = "" if flag.default is None else f" (default: {flag.default_as_str})"
+        lines.append(f"  --{name}: {flag.help}{default}")
+    flag_help = "\n".join(lines)
+    return f"usage: keras-v4d {command} [flags]\n\n{(doc or '').strip()}\n\nflags:\n{flag_help}\n"
 
 
-def define_inference_flags():
+def execute(command, main, flag_values, doc, argv):
+    """Parses ``argv`` (``[program, args…]``) into ``flag_values`` and runs ``main(remaining argv)``;
+    returns the exit code. ``--help`` prints the tool's help; a bad flag or a ``CommandError`` prints
+    ``error: …`` (no traceback)."""
+    if any(arg in ("-h", "--help", "--helpfull", "--helpshort") for arg in argv[1:]):
+        print(command_help(command, flag_values, doc))
+        return 0
+    try:
+        remaining = flag_values(list(argv))
+    except flags.Error as error:
+        print(f"error: {error}\n(keras-v4d {command} --help lists the flags)", file=sys.stderr)
+        return EXIT_BAD_ARGUMENTS
+    if not flags.FLAGS.is_parsed():
+        flags.FLAGS.mark_as_parsed()  # absl's logging reads the global flags; they take no values here
+    try:
+        return main(remaining) or 0
+    except CommandError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return error.code
+
+
+def run(command, main, flag_values, doc):
+    """``python -m keras_v4d.cli.<tool>``: ``execute`` on ``sys.argv``, then exit with its code."""
+    sys.exit(execute(command, main, flag_values, doc, sys.argv))
+
+
+def define_sampling_flags(flag_values):
+    """The training sampler's flags (U, T, τ, crop, short side), their defaults ``VideoSampling``'s."""
+    flags.DEFINE_integer("num_units", DEFAULT_SAMPLING.train_units, "Action units U per video.",
+                         flag_values=flag_values)
+    flags.DEFINE_integer("frames_per_unit", DEFAULT_SAMPLING.frames_per_unit, "Frames T per unit.",
+                         flag_values=flag_values)
+    flags.DEFINE_integer("stride", DEFAULT_SAMPLING.stride, "Frame stride τ inside a unit.", flag_values=flag_values)
+    flags.DEFINE_integer("crop_size", DEFAULT_SAMPLING.crop_size, "Training crop size.", flag_values=flag_values)
+    flags.DEFINE_integer("short_side", DEFAULT_SAMPLING.short_side, "Short side before cropping.",
+                         flag_values=flag_values)
+
+
+def define_inference_flags(flag_values):
     """Flags of ``evaluate`` and ``predict``: the checkpoint and the test-time sampling (V4D §3.1, §4.2).
 
     Sampling flags left unset take the checkpoint's saved settings (``settings.json`` beside it,
@@ -39,26 +81,33 @@ def define_inference_flags():
     """
     flags.DEFINE_string("checkpoint", None, "A .keras model, a .weights.h5 file with --model, or a registered "
                         "weights tag (e.g. v4d_resnet50_kinetics400: architecture, settings and class names from "
-                        "the registry).")
-    flags.DEFINE_string("model", None, "Builder name for a .weights.h5 checkpoint, e.g. V4DResNet18.")
+                        "the registry).", flag_values=flag_values)
+    flags.DEFINE_string("model", None, "Builder name for a .weights.h5 checkpoint, e.g. V4DResNet18.",
+                        flag_values=flag_values)
     flags.DEFINE_string("class_names", None, "File with one class name per line (default: the registry entry "
                         "of a tag, the checkpoint's settings.json or class_names.txt beside it; else Kinetics-400's "
-                        "names for a 400-way classifier).")
+                        "names for a 400-way classifier).", flag_values=flag_values)
     flags.DEFINE_integer("train_units", None, "U the model was trained with (default: saved settings, the "
-                         "model's fixed U, else 4).")
-    flags.DEFINE_integer("num_units", None, "U_infer: units sampled per video at test time (default 10).")
-    flags.DEFINE_integer("frames_per_unit", None, "T (default: saved settings, the model's fixed T, else 4).")
-    flags.DEFINE_integer("stride", None, "Frame stride τ inside a unit (default: saved settings, else 8).")
+                         f"model's fixed U, else {DEFAULT_SAMPLING.train_units}).", flag_values=flag_values)
+    flags.DEFINE_integer("num_units", None, "U_infer: units sampled per video at test time (default: saved "
+                         f"settings, else {DEFAULT_SAMPLING.test_num_units}).", flag_values=flag_values)
+    flags.DEFINE_integer("frames_per_unit", None, f"T (default: saved settings, the model's fixed T, else "
+                         f"{DEFAULT_SAMPLING.frames_per_unit}).", flag_values=flag_values)
+    flags.DEFINE_integer("stride", None, "Frame stride τ inside a unit (default: saved settings, else "
+                         f"{DEFAULT_SAMPLING.stride}).", flag_values=flag_values)
     flags.DEFINE_integer("crop_size", None, "Test crop size (default: the short side, the papers' fully "
-                         "convolutional testing).")
-    flags.DEFINE_integer("short_side", None, "Short side before cropping (default: saved settings, else 256).")
-    flags.DEFINE_integer("num_crops", None, "Views per video: 1 (centre) or 3 (default 3).")
+                         "convolutional testing).", flag_values=flag_values)
+    flags.DEFINE_integer("short_side", None, "Short side before cropping (default: saved settings, else "
+                         f"{DEFAULT_SAMPLING.short_side}).", flag_values=flag_values)
+    flags.DEFINE_integer("num_crops", None, "Views per video: 1 (centre) or 3 (default: saved settings, "
+                         f"else {DEFAULT_SAMPLING.test_num_crops}).", flag_values=flag_values)
     flags.DEFINE_enum("mode", "combinations", ["combinations", "all_units"],
-                      "combinations: Algorithm 1; all_units: every unit through the network at once.")
+                      "combinations: Algorithm 1; all_units: every unit through the network at once.",
+                      flag_values=flag_values)
 
 
 def load_inference_model(flag_values):
-    """The model, its class names, ``train_units`` and the sampling settings from the inference flags.
+    """The model, its class names and its ``VideoSampling`` from the inference flags.
 
     ``--checkpoint`` is a ``.keras`` model, a ``.weights.h5`` file with ``--model``, or a registered
     weights tag (``keras_v4d.weights.list_weights()``, e.g. ``v4d_resnet50_kinetics400``): then the
@@ -66,9 +115,15 @@ def load_inference_model(flag_values):
     names: ``--class_names``; else the registry entry, or the ``settings.json``/``class_names.txt``
     beside the checkpoint; else, for a 400-way classifier, Kinetics-400's names (said on stderr).
     """
-    from keras_v4d.models.class_names import KINETICS400_SIZE, kinetics400_class_names
-    from keras_v4d.settings import inference_settings, load_settings
-    from keras_v4d.weights import find_class_names, list_weights, load_pretrained, load_trained_model, registry_settings
+    from keras_v4d.sampling import read_settings, resolve_sampling
+    from keras_v4d.weights import (
+        find_class_names,
+        get_preset,
+        list_weights,
+        load_pretrained,
+        load_trained_model,
+    )
+    from keras_v4d.weights.class_names import KINETICS400_SIZE, kinetics400_class_names
 
     checkpoint = flag_values.checkpoint
     if not checkpoint:
@@ -80,18 +135,19 @@ def load_inference_model(flag_values):
     try:
         if tag:
             model = load_pretrained(tag)
-            saved = registry_settings(tag)
+            preset = get_preset(tag)
+            saved, saved_names = preset.sampling.to_dict(), preset.class_names
         else:
             model = load_trained_model(checkpoint, flag_values.model)
-            saved = load_settings(checkpoint)
+            saved, saved_names = read_settings(checkpoint)
         if flag_values.class_names:
             class_names = find_class_names(checkpoint, flag_values.class_names)
-        elif saved.get("class_names") or tag:
-            class_names = saved.get("class_names")
+        elif saved_names or tag:
+            class_names = saved_names
         else:
             class_names = find_class_names(checkpoint)
-        train_units, sampling = inference_settings(
-            model, {k: v for k, v in saved.items() if k != "class_names"}, train_units=flag_values.train_units,
+        sampling = resolve_sampling(
+            model, saved, train_units=flag_values.train_units,
             num_units=flag_values.num_units, frames_per_unit=flag_values.frames_per_unit, stride=flag_values.stride,
             crop_size=flag_values.crop_size, short_side=flag_values.short_side, num_crops=flag_values.num_crops,
             mode=flag_values.mode)
@@ -105,4 +161,4 @@ def load_inference_model(flag_values):
     if class_names is not None and len(class_names) != num_classes:
         raise CommandError(f"{flag_values.class_names or 'the class names'} lists {len(class_names)} classes but "
                            f"the model {checkpoint} has {num_classes} outputs")
-    return model, class_names, train_units, sampling
+    return model, class_names, sampling

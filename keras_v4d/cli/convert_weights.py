@@ -1,6 +1,6 @@
 """Convert an official V4D PyTorch checkpoint (``.pth.tar``) to a Keras ``.weights.h5`` file.
 
-    python -m keras_v4d.cli.convert_weights CHECKPOINT.pth.tar OUT.weights.h5 --arch v4d_resnet50
+    keras-v4d convert-weights CHECKPOINT.pth.tar OUT.weights.h5 --arch V4DResNet50
 
 The checkpoint's module structure is read and checked against ``--arch`` (residual blocks per
 stage, the 4D module after each residual block, every tensor's shape, no unused key); on a
@@ -12,18 +12,19 @@ from absl import flags
 
 from keras_v4d.cli.common import CommandError, run
 
-FLAGS = flags.FLAGS
-flags.DEFINE_string("arch", "v4d_resnet50", "Architecture: v4d_resnet50, v4d_resnet18, i3d_slow_resnet50, "
-                    "tsn_resnet18, ... (the builders' default model names).")
-flags.DEFINE_integer("classes", None, "Number of classes (default: from the checkpoint's classifier).")
+FLAGS = flags.FlagValues()
+flags.DEFINE_string("arch", "V4DResNet50", "Architecture: a builder name (V4DResNet50, V4DResNet18, "
+                    "I3DSlowResNet50, TSNResNet18, ...).", flag_values=FLAGS)
+flags.DEFINE_integer("classes", None, "Number of classes (default: from the checkpoint's classifier).",
+                     flag_values=FLAGS)
 
 
 def main(argv):
     from keras_v4d.weights.convert_official import convert_official
-    from keras_v4d.weights.registry import sha256_of
+    from keras_v4d.weights.presets import sha256_of
 
     if len(argv) != 3:
-        raise CommandError("usage: python -m keras_v4d.cli.convert_weights CHECKPOINT OUT.weights.h5 --arch A")
+        raise CommandError("usage: keras-v4d convert-weights CHECKPOINT OUT.weights.h5 --arch BUILDER")
     checkpoint, output = argv[1], argv[2]
     if not output.endswith(".weights.h5"):
         raise CommandError(f"the output must end in .weights.h5, got {output}")
@@ -38,4 +39,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    run(main)
+    run("convert-weights", main, FLAGS, __doc__)

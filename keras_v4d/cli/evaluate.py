@@ -1,6 +1,6 @@
 """Evaluate a trained model with video-level inference (Algorithm 1) and multi-crop testing.
 
-    python -m keras_v4d.cli.evaluate --checkpoint runs/v4d/last.keras --data val.txt --output runs/v4d/eval
+    keras-v4d evaluate --checkpoint runs/v4d/last.keras --data val.txt --output runs/v4d/eval
 
 Sampling flags default to the checkpoint's saved settings. Writes ``metrics.json``,
 ``per_class.csv``, ``predictions.csv`` and ``unreadable.csv`` under --output. Every readable video is
@@ -17,27 +17,29 @@ from absl import flags
 
 from keras_v4d.cli.common import EXIT_BAD_INPUT, CommandError, define_inference_flags, load_inference_model, run
 
-FLAGS = flags.FLAGS
-define_inference_flags()
-flags.DEFINE_string("data", None, "Test source: annotation list, rawframe list, class folders or TFRecords.")
-flags.DEFINE_string("output", None, "Folder for metrics.json, per_class.csv, predictions.csv and unreadable.csv.")
-flags.DEFINE_integer("batch_size", 2, "Videos per batch.")
-flags.DEFINE_bool("progress", True, "Show a progress bar.")
+FLAGS = flags.FlagValues()
+define_inference_flags(FLAGS)
+flags.DEFINE_string("data", None, "Test source: annotation list, rawframe list, class folders or TFRecords.",
+                    flag_values=FLAGS)
+flags.DEFINE_string("output", None, "Folder for metrics.json, per_class.csv, predictions.csv and unreadable.csv.",
+                    flag_values=FLAGS)
+flags.DEFINE_integer("batch_size", 2, "Videos per batch.", flag_values=FLAGS)
+flags.DEFINE_bool("progress", True, "Show a progress bar.", flag_values=FLAGS)
 flags.DEFINE_bool("strict", False, "Stop at the first video that cannot be read (exit code 1, naming it) instead "
-                  "of evaluating the others and listing it in unreadable.csv.")
+                  "of evaluating the others and listing it in unreadable.csv.", flag_values=FLAGS)
 
 
 def main(argv):
-    from keras_v4d.data import BadVideoError
-    from keras_v4d.evaluate import bad_video_message, evaluate
+    from keras_v4d.data import BadVideoError, bad_video_message
+    from keras_v4d.inference.evaluation import evaluate
 
     if len(argv) > 1:
         raise CommandError(f"unexpected arguments {argv[1:]}; the test data goes in --data")
     if not FLAGS.data or not FLAGS.output:
         raise CommandError("--data and --output are required")
-    model, class_names, train_units, sampling = load_inference_model(FLAGS)
+    model, class_names, sampling = load_inference_model(FLAGS)
     try:
-        metrics = evaluate(model, FLAGS.data, train_units=train_units, sampling=sampling, mode=FLAGS.mode,
+        metrics = evaluate(model, FLAGS.data, sampling, mode=FLAGS.mode,
                            batch_size=FLAGS.batch_size, class_names=class_names, output=FLAGS.output,
                            progress=FLAGS.progress, metadata={"checkpoint": FLAGS.checkpoint}, strict=FLAGS.strict)
     except BadVideoError as error:
@@ -50,7 +52,7 @@ def main(argv):
             raise
         raise CommandError(f"--data: {message}", code=EXIT_BAD_INPUT) from None
     k = min(5, model.outputs[0].shape[-1])
-    print(f"{metrics['videos']} videos, {sampling['num_crops']} crop(s) × {sampling['num_units']} units, "
+    print(f"{metrics['videos']} videos, {sampling.test_num_crops} crop(s) × {sampling.test_num_units} units, "
           f"{FLAGS.mode}: top-1 {metrics['top1']:.2f}%  top-{k} {metrics[f'top{k}']:.2f}%  "
           f"mean class {metrics['mean_class_accuracy']:.2f}%")
     print(f"per-class accuracy: {os.path.join(FLAGS.output, 'per_class.csv')}")
@@ -66,4 +68,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    run(main)
+    run("evaluate", main, FLAGS, __doc__)

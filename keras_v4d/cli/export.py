@@ -1,6 +1,6 @@
-"""Export a trained model for deployment: a TF Serving SavedModel and TFLite files (uint8 video in).
+r"""Export a trained model for deployment: a TF Serving SavedModel and TFLite files (uint8 video in).
 
-    python -m keras_v4d.cli.export --checkpoint runs/v4d/last.keras --output exported/v4d \
+    keras-v4d export --checkpoint runs/v4d/last.keras --output exported/v4d \
         --formats saved_model,tflite
 
 U, T and the crop default to the checkpoint's saved settings (``settings.json`` beside it: the
@@ -14,24 +14,25 @@ from absl import flags
 
 from keras_v4d.cli.common import CommandError, run
 
-FLAGS = flags.FLAGS
-flags.DEFINE_string("checkpoint", None, "A .keras model, or a .weights.h5 file with --model.")
-flags.DEFINE_string("model", None, "Builder name for a .weights.h5 checkpoint.")
-flags.DEFINE_string("output", None, "Output folder: saved_model/ and model_<variant>.tflite.")
-flags.DEFINE_list("formats", ["saved_model", "tflite"], "saved_model and/or tflite.")
-flags.DEFINE_list("tflite_variants", ["float32", "dynamic", "fp16"], "TFLite variants: float32, dynamic, fp16.")
+FLAGS = flags.FlagValues()
+flags.DEFINE_string("checkpoint", None, "A .keras model, or a .weights.h5 file with --model.", flag_values=FLAGS)
+flags.DEFINE_string("model", None, "Builder name for a .weights.h5 checkpoint.", flag_values=FLAGS)
+flags.DEFINE_string("output", None, "Output folder: saved_model/ and model_<variant>.tflite.", flag_values=FLAGS)
+flags.DEFINE_list("formats", ["saved_model", "tflite"], "saved_model and/or tflite.", flag_values=FLAGS)
+flags.DEFINE_list("tflite_variants", ["float32", "dynamic", "fp16"], "TFLite variants: float32, dynamic, fp16.",
+                  flag_values=FLAGS)
 flags.DEFINE_integer("num_units", None, "U of the TFLite input (default: the saved train_units; SavedModel: free "
-                     "unless given).")
-flags.DEFINE_integer("frames_per_unit", None, "T (default: the model's, else the saved settings').")
+                     "unless given).", flag_values=FLAGS)
+flags.DEFINE_integer("frames_per_unit", None, "T (default: the model's, else the saved settings').", flag_values=FLAGS)
 flags.DEFINE_integer("crop_size", None, "H = W of the TFLite input (default: the saved crop_size; SavedModel: "
-                     "free unless given).")
+                     "free unless given).", flag_values=FLAGS)
 
 
 def main(argv):
     import keras
 
     from keras_v4d.export import TFLITE_VARIANTS, export_saved_model, export_tflite
-    from keras_v4d.settings import load_settings, model_fixed_units_and_frames
+    from keras_v4d.sampling import read_settings, resolve_sampling
     from keras_v4d.weights import load_trained_model
 
     if len(argv) > 1:
@@ -45,13 +46,13 @@ def main(argv):
         raise CommandError("export needs KERAS_BACKEND=tensorflow")
     try:
         model = load_trained_model(FLAGS.checkpoint, FLAGS.model)
-        saved = load_settings(FLAGS.checkpoint)
+        saved, _ = read_settings(FLAGS.checkpoint)
+        sampling = resolve_sampling(model, saved, train_units=FLAGS.num_units, frames_per_unit=FLAGS.frames_per_unit)
     except (OSError, ValueError) as error:
         raise CommandError(str(error)) from None
-    fixed_units, fixed_frames = model_fixed_units_and_frames(model)
-    frames = FLAGS.frames_per_unit or fixed_frames or saved.get("frames_per_unit")
-    if fixed_frames and frames != fixed_frames:
-        raise CommandError(f"--frames_per_unit {frames}, but the model takes T={fixed_frames}")
+    # The SavedModel keeps T free where nothing (flag, model or settings.json) says it.
+    known_frames = FLAGS.frames_per_unit or model.inputs[0].shape[2] or saved.get("frames_per_unit")
+    frames = sampling.frames_per_unit if known_frames else None
     os.makedirs(FLAGS.output, exist_ok=True)
     try:
         if "saved_model" in FLAGS.formats:
@@ -59,8 +60,7 @@ def main(argv):
                                       frames, FLAGS.crop_size)
             print(f"SavedModel: {path} (serving_default: video uint8 → probabilities)")
         if "tflite" in FLAGS.formats:
-            units = FLAGS.num_units or fixed_units or saved.get("train_units")
-            crop = FLAGS.crop_size or saved.get("crop_size")
+            units, frames, crop = sampling.train_units, sampling.frames_per_unit, FLAGS.crop_size or sampling.crop_size
             for variant in FLAGS.tflite_variants:
                 path = export_tflite(model, os.path.join(FLAGS.output, f"model_{variant}.tflite"), units, frames,
                                      crop, variant)
@@ -72,4 +72,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    run(main)
+    run("export", main, FLAGS, __doc__)

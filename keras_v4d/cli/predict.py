@@ -1,6 +1,6 @@
 """Top-k classes of video files with video-level inference (Algorithm 1, multi-crop).
 
-    python -m keras_v4d.cli.predict --checkpoint runs/v4d/last.keras video1.mp4 video2.webm
+    keras-v4d predict --checkpoint runs/v4d/last.keras video1.mp4 video2.webm
 
 Sampling flags default to the checkpoint's saved settings; class names come from --class_names,
 the saved settings or ``class_names.txt`` beside the checkpoint. A video that cannot be read is
@@ -15,24 +15,24 @@ from absl import flags
 
 from keras_v4d.cli.common import EXIT_BAD_INPUT, CommandError, define_inference_flags, load_inference_model, run
 
-FLAGS = flags.FLAGS
-define_inference_flags()
-flags.DEFINE_integer("top_k", 5, "Classes listed per video.")
-flags.DEFINE_bool("json", False, "Print one JSON object per video instead of a table.")
+FLAGS = flags.FlagValues()
+define_inference_flags(FLAGS)
+flags.DEFINE_integer("top_k", 5, "Classes listed per video.", flag_values=FLAGS)
+flags.DEFINE_bool("json", False, "Print one JSON object per video instead of a table.", flag_values=FLAGS)
 
 
 def main(argv):
-    from keras_v4d.predict import predict_videos
+    from keras_v4d.inference.prediction import predict_videos
 
     videos = argv[1:]
     if not videos:
-        raise CommandError("give one or more video files: python -m keras_v4d.cli.predict --checkpoint C VIDEO...")
-    model, class_names, train_units, sampling = load_inference_model(FLAGS)
-    print(f"sampling: train_units={train_units} " + " ".join(f"{k}={v}" for k, v in sampling.items()),
-          file=sys.stderr)
+        raise CommandError("give one or more video files: keras-v4d predict --checkpoint C VIDEO...")
+    model, class_names, sampling = load_inference_model(FLAGS)
+    print(f"sampling: train_units={sampling.train_units} "
+          + " ".join(f"{k}={v}" for k, v in sampling.test_arguments().items()), file=sys.stderr)
     failed = 0
-    for path, best, error in predict_videos(model, videos, train_units=train_units, sampling=sampling,
-                                            mode=FLAGS.mode, class_names=class_names, top_k=FLAGS.top_k):
+    for path, best, error in predict_videos(model, videos, sampling, mode=FLAGS.mode, class_names=class_names,
+                                            top_k=FLAGS.top_k):
         if error is not None:
             print(f"error: {error}", file=sys.stderr)
             failed += 1
@@ -49,4 +49,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    run(main)
+    run("predict", main, FLAGS, __doc__)

@@ -1,6 +1,6 @@
-"""Train a model of the zoo on a video dataset with the paper's recipe.
+r"""Train a model of the zoo on a video dataset with the paper's recipe.
 
-    python -m keras_v4d.cli.train --model V4DResNet18 --train train.txt --val val.txt \
+    keras-v4d train --model V4DResNet18 --train train.txt --val val.txt \
         --num_classes 200 --output runs/v4d --epochs 100 --batch_size 8
 
 Checkpoints every epoch under --output; run the same command again after an interruption and
@@ -15,39 +15,47 @@ import os
 
 from absl import flags
 
-from keras_v4d.cli.common import EXIT_BAD_INPUT, CommandError, run
+from keras_v4d.cli.common import EXIT_BAD_INPUT, CommandError, define_sampling_flags, run
+from keras_v4d.training.distribution import STRATEGIES
+from keras_v4d.training.recipe import PAPER_DECAY_EPOCHS
 
-FLAGS = flags.FLAGS
-flags.DEFINE_string("model", "V4DResNet18", "Builder name, e.g. V4DResNet18, TSNResNet50.")
-flags.DEFINE_string("train", None, "Training source: annotation list, rawframe list, class folders or TFRecords.")
-flags.DEFINE_string("val", None, "Optional validation source (centre crop, first view).")
-flags.DEFINE_integer("num_classes", None, "Number of classes (default: from the dataset's class names).")
-flags.DEFINE_string("output", None, "Folder for checkpoints, last.keras, history.csv and settings.json.")
-flags.DEFINE_integer("epochs", 100, "Epochs in total (counting epochs already completed).")
-flags.DEFINE_integer("batch_size", 8, "Global batch size in videos.")
-flags.DEFINE_integer("num_units", 4, "Action units U per video.")
-flags.DEFINE_integer("frames_per_unit", 4, "Frames T per unit.")
-flags.DEFINE_integer("stride", 8, "Frame stride τ inside a unit.")
-flags.DEFINE_integer("crop_size", 224, "Training crop size.")
-flags.DEFINE_integer("short_side", 256, "Short side before cropping.")
-flags.DEFINE_float("lr", 0.01, "Base learning rate.")
+FLAGS = flags.FlagValues()
+flags.DEFINE_string("model", "V4DResNet18", "Builder name, e.g. V4DResNet18, TSNResNet50.", flag_values=FLAGS)
+flags.DEFINE_string("train", None, "Training source: annotation list, rawframe list, class folders or TFRecords.",
+                    flag_values=FLAGS)
+flags.DEFINE_string("val", None, "Optional validation source (centre crop, first view).", flag_values=FLAGS)
+flags.DEFINE_integer("num_classes", None, "Number of classes (default: from the dataset's class names).",
+                     flag_values=FLAGS)
+flags.DEFINE_string("output", None, "Folder for checkpoints, last.keras, history.csv and settings.json.",
+                    flag_values=FLAGS)
+flags.DEFINE_integer("epochs", 100, "Epochs in total (counting epochs already completed).", flag_values=FLAGS)
+flags.DEFINE_integer("batch_size", 8, "Global batch size in videos.", flag_values=FLAGS)
+define_sampling_flags(FLAGS)
+flags.DEFINE_float("lr", 0.01, "Base learning rate.", flag_values=FLAGS)
 flags.DEFINE_float("weight_decay", 1e-5,
-                   "L2 weight decay, added to the gradient as in PyTorch's SGD (not on BN or biases).")
-flags.DEFINE_list("decay_epochs", ["35", "60", "80"], "Epochs where the learning rate is divided by 10.")
-flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multiworker"],
-                  "default: one device; mirrored: all local GPUs (MirroredStrategy); multiworker: TF_CONFIG hosts.")
-flags.DEFINE_bool("mixed_precision", False, "Train with mixed_float16 on a GPU (refused on CPU: slower there).")
+                   "L2 weight decay, added to the gradient as in PyTorch's SGD (not on BN or biases).",
+                   flag_values=FLAGS)
+flags.DEFINE_list("decay_epochs", [str(e) for e in PAPER_DECAY_EPOCHS],
+                  "Epochs where the learning rate is divided by 10.", flag_values=FLAGS)
+flags.DEFINE_enum("strategy", "default", list(STRATEGIES),
+                  "default: one device; mirrored: all local GPUs (MirroredStrategy); multiworker: TF_CONFIG hosts.",
+                  flag_values=FLAGS)
+flags.DEFINE_bool("mixed_precision", False, "Train with mixed_float16 on a GPU (refused on CPU: slower there).",
+                  flag_values=FLAGS)
 flags.DEFINE_bool("low_memory", False, "CPU: TensorFlow's system allocator and a fixed 64 KiB glibc mmap threshold — "
-                  "about 0.3 GB lower peak memory for V4D-R18, step about 30% slower (benchmarks/README.md).")
-flags.DEFINE_string("init_weights", None, "Optional .weights.h5 to start from (e.g. a 3D backbone).")
-flags.DEFINE_bool("tensorboard", True, "Write TensorBoard logs under --output/tensorboard.")
-flags.DEFINE_bool("strict", False, "Stop at the first video that cannot be read instead of skipping it.")
+                  "a lower peak of memory for a slower step (the figures: benchmarks/README.md).",
+                  flag_values=FLAGS)
+flags.DEFINE_string("init_weights", None, "Optional .weights.h5 to start from (e.g. a 3D backbone).", flag_values=FLAGS)
+flags.DEFINE_bool("tensorboard", True, "Write TensorBoard logs under --output/tensorboard.", flag_values=FLAGS)
+flags.DEFINE_bool("strict", False, "Stop at the first video that cannot be read instead of skipping it.",
+                  flag_values=FLAGS)
 
 
 def main(argv):
     from keras_v4d.data import BadVideoError
     from keras_v4d.models import BUILDERS
-    from keras_v4d.train import train
+    from keras_v4d.sampling import DEFAULT_SAMPLING, VideoSampling
+    from keras_v4d.training.run import train
 
     if len(argv) > 1:
         raise CommandError(f"unexpected arguments {argv[1:]}")
@@ -56,10 +64,12 @@ def main(argv):
     if FLAGS.model not in BUILDERS:
         raise CommandError(f"--model must be one of {sorted(BUILDERS)}, got {FLAGS.model!r}")
     try:
-        train(FLAGS.model, FLAGS.train, FLAGS.output, val_data=FLAGS.val, num_classes=FLAGS.num_classes,
-              epochs=FLAGS.epochs, batch_size=FLAGS.batch_size, num_units=FLAGS.num_units,
-              frames_per_unit=FLAGS.frames_per_unit, stride=FLAGS.stride, crop_size=FLAGS.crop_size,
-              short_side=FLAGS.short_side, lr=FLAGS.lr, weight_decay=FLAGS.weight_decay,
+        sampling = VideoSampling(train_units=FLAGS.num_units, frames_per_unit=FLAGS.frames_per_unit,
+                                 stride=FLAGS.stride, crop_size=FLAGS.crop_size, short_side=FLAGS.short_side,
+                                 test_num_units=max(FLAGS.num_units, DEFAULT_SAMPLING.test_num_units))
+        train(FLAGS.model, FLAGS.train, FLAGS.output, sampling=sampling, val_data=FLAGS.val,
+              num_classes=FLAGS.num_classes, epochs=FLAGS.epochs, batch_size=FLAGS.batch_size, lr=FLAGS.lr,
+              weight_decay=FLAGS.weight_decay,
               decay_epochs=[int(e) for e in FLAGS.decay_epochs], strategy=FLAGS.strategy,
               mixed_precision=FLAGS.mixed_precision, low_memory=FLAGS.low_memory, init_weights=FLAGS.init_weights,
               tensorboard=FLAGS.tensorboard, strict=FLAGS.strict)
@@ -72,4 +82,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    run(main)
+    run("train", main, FLAGS, __doc__)

@@ -1,15 +1,17 @@
 """Video data: action-unit sampling, video files, rawframe folders and TFRecords, ``tf.data`` pipelines."""
 
+from keras_v4d.data.frame_indices import segment_indices, unit_span
 from keras_v4d.data.pipeline import (
     BadVideoError,
     SkipLog,
+    VideoDataset,
+    bad_video_message,
     count_tfrecords,
     load_video_views,
     read_video_units,
     single_view,
     video_dataset,
 )
-from keras_v4d.data.sampling import segment_indices, unit_span
 from keras_v4d.data.sources import (
     RawFrames,
     TFRecordFiles,
@@ -31,9 +33,9 @@ from keras_v4d.data.video_io import (
 )
 
 __all__ = [
-    "BadVideoError", "RawFrames", "SkipLog", "TFRecordFiles", "VideoFiles", "VideoReadError", "count_frames",
-    "count_tfrecords", "encode_example", "eval_transform", "load_video_views", "normalize_imagenet",
-    "parse_example", "read_all_frames", "read_annotations", "read_class_folders", "read_frames",
-    "read_rawframe_annotations", "read_video_units", "resolve_source", "sample_video", "scan_shard",
+    "BadVideoError", "RawFrames", "SkipLog", "TFRecordFiles", "VideoDataset", "VideoFiles", "VideoReadError",
+    "bad_video_message", "count_frames", "count_tfrecords", "encode_example", "eval_transform", "load_video_views",
+    "normalize_imagenet", "parse_example", "read_all_frames", "read_annotations", "read_class_folders",
+    "read_frames", "read_rawframe_annotations", "read_video_units", "resolve_source", "sample_video", "scan_shard",
     "segment_indices", "single_view", "train_transform", "unit_span", "video_dataset", "write_video",
 ]

@@ -3,7 +3,7 @@
     convert(read_annotations("train.txt"), "records/train", num_shards=8, workers=2)
     convert(read_rawframe_annotations("train_rawframes.txt"), "records/train")
 
-(command line: ``python -m keras_v4d.cli.convert_data``).
+(command line: ``keras-v4d convert-data``).
 
 Each video is decoded once, optionally resized so its short side is ``--short_side``, and every
 frame is stored as a JPEG. Rawframe folders keep their JPEG files as they are (no second JPEG loss)

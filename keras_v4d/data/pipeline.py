@@ -5,18 +5,22 @@ in a ``py_function``), rawframe folders (only the sampled frames' JPEG files are
 graph) and TFRecord shards (only the sampled frames' JPEGs are decoded, in the graph).
 
 Damaged data never stops a run (unless ``strict``) and is never lost without a trace: every
-sample that cannot be used is counted in the dataset's ``SkipLog`` with its name and reason, every
+sample that cannot be used is counted in the pipeline's ``SkipLog`` with its name and reason, every
 partly decodable video that was used is recorded there as *repaired*.
+
+``video_dataset`` returns a ``VideoDataset``: the ``tf.data.Dataset`` and what travels with it
+(the skip log, the class names, the number of videos), which no ``.map()`` can drop.
 """
 
 import concurrent.futures
+import dataclasses
 import logging
 import threading
 
 import numpy as np
 import tensorflow as tf
 
-from keras_v4d.data.sampling import segment_indices
+from keras_v4d.data.frame_indices import segment_indices
 from keras_v4d.data.sources import (
     DEFAULT_FRAME_TEMPLATE,
     RawFrames,
@@ -27,6 +31,7 @@ from keras_v4d.data.sources import (
 from keras_v4d.data.tfrecord import parse_example, scan_shard
 from keras_v4d.data.transforms import eval_transform, train_transform
 from keras_v4d.data.video_io import VideoReadError, read_rawframe_folder, sample_video
+from keras_v4d.sampling import DEFAULT_SAMPLING
 
 logger = logging.getLogger("keras_v4d.data")
 AUTOTUNE = tf.data.AUTOTUNE
@@ -75,6 +80,14 @@ class SkipLog:
         logger.warning("repaired %s: only %d of the %d frames it claims decode; units sampled over those",
                        video, decoded, claimed)
 
+    def rows(self):
+        """``(skipped, repaired)``: lists of ``(video, reason)`` so far."""
+        with self._lock:
+            entries, repaired = list(self.entries), list(self.repaired)
+        return ([(str(video), str(reason)) for video, reason in entries],
+                [(str(video), f"only {decoded} of the {claimed} frames it claims decode; units sampled over those")
+                 for video, decoded, claimed in repaired])
+
     def summary(self):
         with self._lock:
             entries, repaired = list(self.entries), list(self.repaired)
@@ -86,8 +99,32 @@ class SkipLog:
         return text
 
 
-def _decode_error_message(error):
-    return str(error).split("BadVideoError: ")[-1].strip()
+def bad_video_message(error):
+    """The message of a ``BadVideoError`` raised inside a ``tf.data`` pipeline (TensorFlow wraps it in
+    an ``OpError`` followed by a node trace), or ``None`` when ``error`` is not one."""
+    text = str(error)
+    if "BadVideoError" not in text and type(error).__name__ != "BadVideoError":
+        return None
+    message = text.split("BadVideoError: ")[-1].strip()
+    return message.split("\n")[0].split(" [[{{node")[0].strip() or text
+
+
+@dataclasses.dataclass
+class VideoDataset:
+    """A pipeline of ``video_dataset`` and what is known about it without decoding.
+
+    Attributes:
+        dataset: the ``tf.data.Dataset`` (elements: see ``video_dataset``).
+        skip_log: the ``SkipLog`` of what was skipped or repaired and why, filled as it is read.
+        class_names: the source's class names (``None`` when it names none).
+        num_videos: the videos the source holds (list entries whose label is in range, or
+            TFRecord records counted from the shards' framing; ``None`` if a shard cannot be read).
+    """
+
+    dataset: tf.data.Dataset
+    skip_log: SkipLog
+    class_names: list | None
+    num_videos: int | None
 
 
 def read_video_units(path, num_units, frames_per_unit, stride, training=False, skip_log=None, seed=None):
@@ -107,8 +144,10 @@ def read_video_units(path, num_units, frames_per_unit, stride, training=False, s
     return frames
 
 
-def load_video_views(path, num_units=4, frames_per_unit=4, stride=8, crop_size=224, short_side=256,
-                     num_crops=1, skip_log=None):
+def load_video_views(path, num_units=DEFAULT_SAMPLING.test_num_units, frames_per_unit=DEFAULT_SAMPLING.frames_per_unit,
+                     stride=DEFAULT_SAMPLING.stride, crop_size=DEFAULT_SAMPLING.test_crop,
+                     short_side=DEFAULT_SAMPLING.short_side, num_crops=DEFAULT_SAMPLING.test_num_crops,
+                     skip_log=None):
     """One video file as evaluation views ``(num_crops, U, T, S, S, 3)`` float32 (centred units,
     the same preprocessing as ``video_dataset(training=False)``). Raises ``VideoReadError``;
     a partly decodable file is repaired (see ``read_video_units``)."""
@@ -177,7 +216,7 @@ def _listed(videos, keep, columns, training, seed):
     return dataset
 
 
-def _from_video_files(videos, num_classes, training, sample_args, skip_log, shuffle_buffer, seed):
+def _from_video_files(videos, num_classes, training, sample_args, skip_log, seed):
     keep = _check_labels(videos, num_classes, skip_log)
     dataset = _listed(videos, keep, (videos.paths, videos.labels, videos.ids), training, seed)
     num_units, frames_per_unit, stride = sample_args
@@ -220,7 +259,7 @@ def _diagnose_rawframes(videos, i):
     return f"frames in {videos.dirs[i]} could not be read (they can now: a transient error?)"
 
 
-def _from_rawframes(videos, num_classes, training, sample_args, skip_log, shuffle_buffer, seed):
+def _from_rawframes(videos, num_classes, training, sample_args, skip_log, seed):
     keep = _check_labels(videos, num_classes, skip_log)
     dataset = _listed(videos, keep, (videos.dirs, videos.num_frames, videos.labels, videos.ids,
                                      list(range(len(videos)))), training, seed)
@@ -380,12 +419,13 @@ def _diagnose_record(record, path, index):
     return video_id, f"its frames could not be decoded (a transient error?) ({where})"
 
 
-def video_dataset(source, *, training, num_units=4, frames_per_unit=4, stride=8, crop_size=224,
-                  batch_size=8, num_classes=None, short_side=256, num_crops=1, root=None,
+def video_dataset(source, *, training, num_units=None, frames_per_unit=DEFAULT_SAMPLING.frames_per_unit,
+                  stride=DEFAULT_SAMPLING.stride, crop_size=None, batch_size=8, num_classes=None,
+                  short_side=DEFAULT_SAMPLING.short_side, num_crops=None, root=None,
                   class_names=None, strict=None, shuffle_buffer=256, seed=None, drop_remainder=None,
                   area_range=(0.25, 1.0), source_format=None, frame_template=DEFAULT_FRAME_TEMPLATE,
                   frame_start=1):
-    """A ``tf.data.Dataset`` of whole-video samples with U action units each (V4D §3.1).
+    """A ``VideoDataset``: a ``tf.data.Dataset`` of whole-video samples with U action units each (V4D §3.1).
 
     Args:
         source: an annotation list of video files (``path label`` per line), a rawframe list
@@ -400,15 +440,16 @@ def video_dataset(source, *, training, num_units=4, frames_per_unit=4, stride=8,
             from 1).
         training: training mode (random unit offsets, shuffling, multi-scale random crop,
             flip) or evaluation (centred units, ``num_crops`` fixed crops).
-        num_units, frames_per_unit, stride: U, T, τ of the sampler.
-        crop_size: output spatial size (training crop, or evaluation crop: 256 for the papers'
-            fully convolutional 3-crop testing).
+        num_units, frames_per_unit, stride: U, T, τ of the sampler (U default: ``VideoSampling``'s
+            ``train_units`` in training, ``test_num_units`` in evaluation).
+        crop_size: output spatial size (default: ``VideoSampling``'s training crop, or its test crop:
+            the short side, for the papers' fully convolutional testing).
         batch_size: videos per batch (training drops the last partial batch by default, so every
             replica's batch holds whole videos).
         num_classes: labels outside ``[0, num_classes)`` are bad samples; defaults to the number of
             class names when known.
         short_side: frames are resized so that their short side is this before cropping.
-        num_crops: evaluation only: 1 (centre) or 3 (covering the long side).
+        num_crops: evaluation only: 1 (centre) or 3 (covering the long side); default ``VideoSampling``'s.
         area_range: training only: range of the random crop's area, as a fraction of the frame.
         root, class_names: for annotation lists: path root and class names (list or file).
         strict: raise ``BadVideoError`` naming the video (or shard) at the first bad sample instead
@@ -426,11 +467,16 @@ def video_dataset(source, *, training, num_units=4, frames_per_unit=4, stride=8,
         Training: elements ``(videos (B, U, T, S, S, 3) float32, labels (B,) int32)``.
         Evaluation: ``(views (B, V, U, T, S, S, 3), labels (B,), video_ids (B,) string)`` with
         V = ``num_crops`` views per video (see ``single_view`` for ``model.evaluate``).
-        The returned dataset has attributes ``skip_log`` (``SkipLog``: what was skipped or
-        repaired and why), ``class_names`` and ``num_videos``: the videos the source holds,
-        known without decoding any — list entries whose label is in range, or TFRecord records
-        counted from the shards' framing (None if a shard cannot be read) — for steps per epoch.
+        These are the elements of the ``VideoDataset``'s ``dataset``; beside it travel its
+        ``skip_log`` (what was skipped or repaired and why), ``class_names`` and ``num_videos``
+        (known without decoding any video: for steps per epoch).
     """
+    if num_units is None:
+        num_units = DEFAULT_SAMPLING.train_units if training else DEFAULT_SAMPLING.test_num_units
+    if crop_size is None:
+        crop_size = DEFAULT_SAMPLING.crop_size if training else min(DEFAULT_SAMPLING.test_crop, short_side)
+    if num_crops is None:
+        num_crops = 1 if training else DEFAULT_SAMPLING.test_num_crops
     if crop_size > short_side:
         raise ValueError(f"video_dataset: `crop_size`={crop_size} is larger than `short_side`={short_side}.")
     if training and num_crops != 1:
@@ -444,9 +490,12 @@ def video_dataset(source, *, training, num_units=4, frames_per_unit=4, stride=8,
         num_classes = len(resolved.class_names)
     skip_log = SkipLog(strict=not training if strict is None else strict)
     sample_args = (num_units, frames_per_unit, stride)
-    build = (_from_tfrecords if isinstance(resolved, TFRecordFiles) else
-             _from_rawframes if isinstance(resolved, RawFrames) else _from_video_files)
-    dataset, num_videos = build(resolved, num_classes, training, sample_args, skip_log, shuffle_buffer, seed)
+    if isinstance(resolved, TFRecordFiles):
+        dataset, num_videos = _from_tfrecords(resolved, num_classes, training, sample_args, skip_log, shuffle_buffer,
+                                              seed)
+    else:
+        build = _from_rawframes if isinstance(resolved, RawFrames) else _from_video_files
+        dataset, num_videos = build(resolved, num_classes, training, sample_args, skip_log, seed)
 
     if training:
         def transform(frames, label, video_id, augment_seed=None):
@@ -465,10 +514,7 @@ def video_dataset(source, *, training, num_units=4, frames_per_unit=4, stride=8,
     dataset = dataset.map(transform, num_parallel_calls=AUTOTUNE, deterministic=not training or seed is not None)
     dataset = dataset.batch(batch_size, drop_remainder=training if drop_remainder is None else drop_remainder)
     dataset = dataset.prefetch(AUTOTUNE)
-    dataset.skip_log = skip_log
-    dataset.class_names = resolved.class_names
-    dataset.num_videos = num_videos
-    return dataset
+    return VideoDataset(dataset, skip_log, resolved.class_names, num_videos)
 
 
 def single_view(dataset):

@@ -1,5 +1,6 @@
-"""Reading and writing video files with PyAV (FFmpeg bundled; ``tensorflow-io`` is unusable, SPEC §10),
-and reading whole rawframe folders (for conversion and for diagnosing a folder that failed).
+"""Reading and writing video files with PyAV (FFmpeg bundled; the last ``tensorflow-io`` release fails
+to load its ops with this TensorFlow), and reading whole rawframe folders (for conversion and for
+diagnosing a folder that failed).
 
 Damaged files: decoding goes on past a damaged packet and stops where the data stops; a file that
 decodes only partly gives the frames that decode (``sample_video`` re-samples over them and says so).
@@ -158,7 +159,7 @@ def sample_video(path, num_units, frames_per_unit, stride, training=False, seed=
     Raises:
         ``VideoReadError`` naming ``path`` when no frame decodes.
     """
-    from keras_v4d.data.sampling import segment_indices
+    from keras_v4d.data.frame_indices import segment_indices
 
     claimed = count_frames(path)
     if claimed == 0:

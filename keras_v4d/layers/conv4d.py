@@ -42,7 +42,7 @@ def conv4d_shifted_sum(x, kernel):
 
 
 def conv4d_spatial_pointwise(x, kernel):
-    """4D convolution with ``k_h = k_w = 1`` as a single Conv3D (SPEC §2 fast path).
+    """4D convolution with ``k_h = k_w = 1`` as a single Conv3D (the released code's ``fast_implementation``).
 
     With no spatial extent, (U, T) play the role of a 3D conv's (T, H) and H·W that of its W:
     one Conv3D with kernel ``(k_u, k_t, 1)`` on ``(B, U, T, H·W, C)``.

@@ -5,6 +5,7 @@ from keras import ops
 
 from keras_v4d.layers._checks import check_rank, check_unit_index, normalize_tuple
 from keras_v4d.layers.attention import ChannelAttention, SpatioTemporalAttention, TemporalAttention
+from keras_v4d.layers.block4d import Block4D
 from keras_v4d.layers.factorized4d import Factorized4D
 from keras_v4d.layers.normalization import batch_norm
 from keras_v4d.layers.units import fold_units, unfold_units
@@ -13,7 +14,7 @@ ATTENTIONS = ("temporal", "channel", "spatiotemporal")
 
 
 @keras.saving.register_keras_serializable(package="keras_v4d")
-class F4DBlock(keras.layers.Layer):
+class F4DBlock(Block4D):
     """``Y = X + STA(CA(to3D(TA(Dropout(ReLU(BN(Factorized4D(X))))))))``.
 
     Input and output ``(B, U, T, H, W, C)``. TA works in the 4D view, CA and STA on the folded

@@ -1,4 +1,5 @@
-"""Batch normalisation with the settings that match PyTorch checkpoints (SPEC §3), fused on TensorFlow."""
+"""Batch normalisation with the settings that match PyTorch checkpoints (PyTorch's ``BatchNorm3d``
+defaults: ε 1e-5, momentum 0.1), fused on TensorFlow."""
 
 import keras
 

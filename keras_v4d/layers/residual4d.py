@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from keras_v4d.layers._checks import check_rank, normalize_tuple
+from keras_v4d.layers.block4d import Block4D
 from keras_v4d.layers.conv4d import Conv4D
 from keras_v4d.layers.normalization import batch_norm
 
@@ -11,7 +12,7 @@ NORMS = ("none", "batchnorm")
 
 
 @keras.saving.register_keras_serializable(package="keras_v4d")
-class Residual4D(keras.layers.Layer):
+class Residual4D(Block4D):
     """``Y = X + F4D(X)``: a 4D convolution in a residual branch (V4D eq. 3).
 
     Input and output ``(B, U, T, H, W, C)``; the 4D kernel is ``(k_u, k_t, k_h, k_w, C, C)``

@@ -1,6 +1,6 @@
 """Moving between the 3D view (units folded into the batch) and the 4D view of a video batch.
 
-Layout (SPEC §1): the model input is ``(B, U, T, H, W, C)``; 3D layers see the folded
+Layout (V4D §3.1, Figure 1): the model input is ``(B, U, T, H, W, C)``; 3D layers see the folded
 ``(B*U, T, H, W, C)`` tensor, video-major (the U units of one video are consecutive).
 """
 

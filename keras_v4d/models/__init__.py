@@ -1,10 +1,11 @@
-"""The model family (SPEC §4): I3D-S, TSN + I3D-S, V4D and F4D on ResNet18/50.
+"""The model family: I3D-S, TSN + I3D-S, V4D (V4D §3, Table 1) and F4D (F4D §3) on ResNet18/50.
 
 Each builder has the ``keras.applications`` signature plus family keywords and takes videos
 ``(batch, U, T, H, W, 3)``; ``U``, ``T``, ``H`` and ``W`` are ``None`` unless fixed through
 ``input_shape``, ``num_units`` or ``frames_per_unit``, so a model trained on 4 units runs on 10.
 """
 
+from keras_v4d.models.flops import count_flops
 from keras_v4d.models.preprocessing import preprocess_input
 from keras_v4d.models.resnet3d import build_resnet3d
 
@@ -17,7 +18,7 @@ _COMMON_ARGS = """
         input_shape: ``(U, T, H, W, 3)``; any of U, T, H, W may be ``None``.
         pooling: with ``include_top=False``: ``None`` (feature map ``(batch, U, T, h, w, C)``),
             ``"avg"`` or ``"max"`` (over U, T, H, W → ``(batch, C)``).
-        classes: number of classes of the classifier.
+        classes: number of classes of the classifier (default: the weights tag's, else 400).
         classifier_activation: activation of the classifier (``None`` for logits).
         num_units, frames_per_unit: fix U and T of the input (default: any).
         dropout_rate: dropout before the classifier (training only).
@@ -31,57 +32,57 @@ _4D_ARGS = """        block4d_placement: ``"code"`` (the released code's), ``"pa
 
 
 def I3DSlowResNet18(include_top=True, weights=None, input_tensor=None, input_shape=None, pooling=None,
-                    classes=400, classifier_activation="softmax", num_units=None, frames_per_unit=None,
+                    classes=None, classifier_activation="softmax", num_units=None, frames_per_unit=None,
                     dropout_rate=0.5, name="i3d_slow_resnet18"):
-    return build_resnet3d(18, None, **locals())
+    return build_resnet3d(18, None, "I3DSlowResNet18", **locals())
 
 
 def I3DSlowResNet50(include_top=True, weights=None, input_tensor=None, input_shape=None, pooling=None,
-                    classes=400, classifier_activation="softmax", num_units=None, frames_per_unit=None,
+                    classes=None, classifier_activation="softmax", num_units=None, frames_per_unit=None,
                     dropout_rate=0.5, name="i3d_slow_resnet50"):
-    return build_resnet3d(50, None, **locals())
+    return build_resnet3d(50, None, "I3DSlowResNet50", **locals())
 
 
 def TSNResNet18(include_top=True, weights=None, input_tensor=None, input_shape=None, pooling=None,
-                classes=400, classifier_activation="softmax", num_units=None, frames_per_unit=None,
+                classes=None, classifier_activation="softmax", num_units=None, frames_per_unit=None,
                 dropout_rate=0.5, name="tsn_resnet18"):
-    return build_resnet3d(18, None, **locals())
+    return build_resnet3d(18, None, "TSNResNet18", **locals())
 
 
 def TSNResNet50(include_top=True, weights=None, input_tensor=None, input_shape=None, pooling=None,
-                classes=400, classifier_activation="softmax", num_units=None, frames_per_unit=None,
+                classes=None, classifier_activation="softmax", num_units=None, frames_per_unit=None,
                 dropout_rate=0.5, name="tsn_resnet50"):
-    return build_resnet3d(50, None, **locals())
+    return build_resnet3d(50, None, "TSNResNet50", **locals())
 
 
 def V4DResNet18(include_top=True, weights=None, input_tensor=None, input_shape=None, pooling=None,
-                classes=400, classifier_activation="softmax", num_units=None, frames_per_unit=None,
+                classes=None, classifier_activation="softmax", num_units=None, frames_per_unit=None,
                 dropout_rate=0.5, block4d_placement="code", kernel_size=(3, 3, 1, 1), norm="none",
                 name="v4d_resnet18"):
-    return build_resnet3d(18, "v4d", **locals())
+    return build_resnet3d(18, "v4d", "V4DResNet18", **locals())
 
 
 def V4DResNet50(include_top=True, weights=None, input_tensor=None, input_shape=None, pooling=None,
-                classes=400, classifier_activation="softmax", num_units=None, frames_per_unit=None,
+                classes=None, classifier_activation="softmax", num_units=None, frames_per_unit=None,
                 dropout_rate=0.5, block4d_placement="code", kernel_size=(3, 3, 1, 1), norm="none",
                 name="v4d_resnet50"):
-    return build_resnet3d(50, "v4d", **locals())
+    return build_resnet3d(50, "v4d", "V4DResNet50", **locals())
 
 
 def F4DResNet18(include_top=True, weights=None, input_tensor=None, input_shape=None, pooling=None,
-                classes=400, classifier_activation="softmax", num_units=None, frames_per_unit=None,
+                classes=None, classifier_activation="softmax", num_units=None, frames_per_unit=None,
                 dropout_rate=0.5, block4d_placement="code", kernel_size=(3, 3, 1, 1),
                 block4d_dropout_rate=0.2, attention=("temporal", "channel", "spatiotemporal"),
                 name="f4d_resnet18"):
-    return build_resnet3d(18, "f4d", **locals())
+    return build_resnet3d(18, "f4d", "F4DResNet18", **locals())
 
 
 def F4DResNet50(include_top=True, weights=None, input_tensor=None, input_shape=None, pooling=None,
-                classes=400, classifier_activation="softmax", num_units=None, frames_per_unit=None,
+                classes=None, classifier_activation="softmax", num_units=None, frames_per_unit=None,
                 dropout_rate=0.5, block4d_placement="code", kernel_size=(3, 3, 1, 1),
                 block4d_dropout_rate=0.2, attention=("temporal", "channel", "spatiotemporal"),
                 name="f4d_resnet50"):
-    return build_resnet3d(50, "f4d", **locals())
+    return build_resnet3d(50, "f4d", "F4DResNet50", **locals())
 
 
 _DOCS = {
@@ -105,4 +106,4 @@ for _builder, (_summary, _has_4d) in _DOCS.items():
 
 BUILDERS = {b.__name__: b for b in _DOCS}
 
-__all__ = list(BUILDERS) + ["BUILDERS", "build_resnet3d", "preprocess_input"]
+__all__ = list(BUILDERS) + ["BUILDERS", "build_resnet3d", "count_flops", "preprocess_input"]

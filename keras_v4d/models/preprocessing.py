@@ -1,4 +1,5 @@
-"""Input preprocessing that travels with the models: ImageNet mean/std on RGB (SPEC §6).
+"""Input preprocessing that travels with the models: ImageNet mean/std on RGB, as the released code
+normalises.
 
 ``preprocess_input`` is the one normalisation of the package: the ``tf.data`` pipelines, the
 exported SavedModel/TFLite graphs and a JAX or PyTorch user feeding frames by hand all call it.

@@ -9,9 +9,9 @@ import keras
 from keras_v4d.layers import F4DBlock, FoldUnits, Residual4D, SpatialMaxPooling, SymmetricZeroPadding3D, UnfoldUnits
 from keras_v4d.layers._checks import normalize_tuple
 from keras_v4d.layers.normalization import batch_norm
-from keras_v4d.models.loading import load_model_weights
-from keras_v4d.models.presets import resolve_weights
 from keras_v4d.models.video_model import VideoModel
+from keras_v4d.weights.files import load_model_weights
+from keras_v4d.weights.presets import resolve_weights
 
 STAGES = ("res2", "res3", "res4", "res5")
 STAGE_FILTERS = (64, 128, 256, 512)
@@ -30,6 +30,7 @@ PLACEMENTS = {
 }
 POOLINGS = (None, "avg", "max")
 MIN_SPATIAL_SIZE = 32
+DEFAULT_CLASSES = 400  # Kinetics-400, as keras.applications' 1000 for ImageNet
 
 
 def _every_other_block(depth):
@@ -147,12 +148,13 @@ def _check_input_shape(input_shape, num_units, frames_per_unit):
 def build_resnet3d(
     depth,
     block4d=None,
+    builder=None,
     include_top=True,
     weights=None,
     input_tensor=None,
     input_shape=None,
     pooling=None,
-    classes=400,
+    classes=None,
     classifier_activation="softmax",
     num_units=None,
     frames_per_unit=None,
@@ -177,7 +179,9 @@ def build_resnet3d(
 
     The network is composed of the parts Algorithm 1 needs (``VideoModel.parts()``): the 3D part
     before the first 4D block, each 4D block with the 3D layers up to the next one, and the head.
-    ``weights``: ``None``, a registered tag or a ``.weights.h5`` path.
+    ``weights``: ``None``, a registered tag or a ``.weights.h5`` path; a tag must belong to
+    ``builder`` (the public builder's name, when called through one). ``classes``: default the
+    tag's, else 400.
     """
     if depth not in ARCHITECTURES:
         raise ValueError(f"`depth` must be one of {sorted(ARCHITECTURES)}, got {depth!r}.")
@@ -185,13 +189,14 @@ def build_resnet3d(
         raise ValueError(f"`block4d` must be None, 'v4d' or 'f4d', got {block4d!r}.")
     if pooling not in POOLINGS:
         raise ValueError(f"`pooling` must be one of {POOLINGS}, got {pooling!r}.")
+    weights_path, classes = resolve_weights(weights, builder, include_top=include_top, classes=classes)
+    classes = DEFAULT_CLASSES if classes is None else classes
     if include_top and (not isinstance(classes, int) or classes < 1):
         raise ValueError(f"`classes` must be a positive int, got {classes!r}.")
     if not 0 <= dropout_rate < 1:
         raise ValueError(f"`dropout_rate` must be in [0, 1), got {dropout_rate!r}.")
     if not (isinstance(width, (int, float)) and 0 < width <= 4):
         raise ValueError(f"`width` must be a number in (0, 4], got {width!r}.")
-    weights_path = resolve_weights(weights, name, include_top=include_top, classes=classes)
     placement = resolve_placement(depth, block4d_placement) if block4d else {}
     kernel_size = normalize_tuple(kernel_size, 4, "kernel_size", name, odd=True)
 
@@ -210,7 +215,7 @@ def build_resnet3d(
     else:
         def block_fn(*args):
             return bottleneck_block(*args, stride_in_1x1=stride_in_1x1)
-    # Parts (SPEC §7): the 3D layers work on folded units; each boundary is an unfolded 6-D tensor.
+    # Parts (V4D §3.4, Algorithm 1): the 3D layers work on folded units; each boundary is an unfolded 6-D tensor.
     # Every UnfoldUnits reads U from its own part's 6-D input, so each part is a one-input model.
     boundaries, reference = [video], video
     x = FoldUnits(name="fold_units")(video)
@@ -245,7 +250,7 @@ def build_resnet3d(
             x = keras.layers.Dense(classes, activation=classifier_activation, dtype="float32", name="predictions")(x)
 
     inputs = keras.utils.get_source_inputs(video) if input_tensor is not None else video
-    config = dict(depth=depth, block4d=block4d, include_top=include_top,
+    config = dict(depth=depth, block4d=block4d, builder=builder, include_top=include_top,
                   input_shape=tuple(video.shape[1:]), pooling=pooling, classes=classes,
                   classifier_activation=keras.activations.serialize(keras.activations.get(classifier_activation)),
                   block4d_placement={k: list(v) for k, v in placement.items()} if block4d else block4d_placement,

@@ -1,6 +1,6 @@
 """``VideoModel``: a functional model that keeps the parts video-level inference needs.
 
-V4D's Algorithm 1 (SPEC §7) runs the 3D part before the first 4D block once per unit and the
+V4D's Algorithm 1 (V4D §3.4) runs the 3D part before the first 4D block once per unit and the
 rest per combination of units. The builder knows where the parts meet, so it keeps them: the
 model is an ordinary flat functional ``keras.Model`` (same layers, names and weight files) that
 also answers ``parts()`` — the 3D part, each 4D block with the 3D layers after it, and the head —
@@ -12,13 +12,13 @@ import collections
 
 import keras
 
-from keras_v4d.layers import F4DBlock, Residual4D
+from keras_v4d.layers import Block4D
 
 VideoParts = collections.namedtuple("VideoParts", ["n3d", "blocks4d", "tails", "head"])
 VideoParts.__doc__ = """The parts of a video model; every tensor between them is ``(B, U, T, h, w, C)``.
 
     n3d: model ``video (B, U, T, H, W, 3)`` → features entering the first 4D block (or the head).
-    blocks4d: the 4D layers (``Residual4D``/``F4DBlock``), in order.
+    blocks4d: the 4D blocks (``Block4D``: ``Residual4D``, ``F4DBlock``), in order.
     tails: one model per 4D block: its output → the next 4D block's input (or the head's input).
     head: model ``(B, U, T, h, w, C)`` → ``(B, classes)`` (or pooled features); ``None`` without one.
 """
@@ -47,7 +47,7 @@ class VideoModel(keras.Model):
             video, *between, features = structure.boundaries
             block_inputs, block_outputs = between[0::2], between[1::2]
             n3d = keras.Model(video, block_inputs[0] if block_inputs else features, name=f"{self.name}_n3d")
-            blocks = [layer for layer in self.layers if isinstance(layer, (Residual4D, F4DBlock))]
+            blocks = [layer for layer in self.layers if isinstance(layer, Block4D)]
             ends = list(block_inputs[1:]) + [features]
             tails = [keras.Model(y, end, name=f"{self.name}_tail{i}") for i, (y, end) in
                      enumerate(zip(block_outputs, ends))]
@@ -74,3 +74,12 @@ class _Structure:
         self.has_head = bool(has_head)
         self.builder_config = dict(builder_config)
         self.parts = None
+
+
+def ends_in_softmax(model):
+    """Whether ``model``'s output is class probabilities (otherwise logits or features)."""
+    if isinstance(model, VideoModel):
+        config = model.get_config()
+        return bool(config.get("include_top")) and config.get("classifier_activation") == "softmax"
+    activation = getattr(model.layers[-1], "activation", None)
+    return getattr(activation, "__name__", "") == "softmax"

@@ -1,10 +1,11 @@
 """Convert the official V4D PyTorch checkpoints (``.pth.tar``) to Keras ``.weights.h5``.
 
-    python -m keras_v4d.cli.convert_weights CHECKPOINT.pth.tar OUT.weights.h5 --arch v4d_resnet50
+    keras-v4d convert-weights CHECKPOINT.pth.tar OUT.weights.h5 --arch V4DResNet50
 
-or ``convert_official(checkpoint, arch="v4d_resnet50")`` from Python.
+or ``convert_official(checkpoint, arch="V4DResNet50")`` from Python.
 
-The layout the official code writes (SPEC §9): a dict with ``state_dict`` (beside ``epoch``,
+The layout the official code writes (the V4D release's ``i3res.py`` and ``main.py``): a dict with
+``state_dict`` (beside ``epoch``,
 ``arch``, ``best_prec1``); backbone keys ``module.base_model.<name>`` (``module.`` from
 ``nn.DataParallel``), classifier ``module.new_fc``. Each stage ``layerN`` is one ``nn.Sequential``
 in which a 4D module (``R4D``, its conv under ``tsa``) sits *right after* the residual block it
@@ -25,10 +26,9 @@ bottleneck), a missing or misshapen tensor, a key no layer uses. The file is rea
 ``torch.load(weights_only=True)``; torch is only needed here (the ``torch`` extra).
 """
 
-import inspect
 import re
 
-from keras_v4d.layers import F4DBlock, Residual4D
+from keras_v4d.layers import Block4D, Residual4D
 from keras_v4d.models import BUILDERS
 from keras_v4d.weights.torch_layout import group_by_module, load_resnet_modules
 
@@ -40,11 +40,6 @@ _MODEL_BLOCK = re.compile(r"^res(\d)_block(\d+)_1_conv$")
 _MODEL_4D = re.compile(r"^res(\d)_v4d(\d+)$")
 _DEPTHS = {("bottleneck", (3, 4, 6, 3)): "ResNet50", ("bottleneck", (3, 4, 23, 3)): "ResNet101",
            ("basic", (2, 2, 2, 2)): "ResNet18", ("basic", (3, 4, 6, 3)): "ResNet34"}
-
-
-def architectures():
-    """``{"v4d_resnet50": V4DResNet50, ...}``: each builder under its default model name."""
-    return {inspect.signature(b).parameters["name"].default: b for b in BUILDERS.values()}
 
 
 class OfficialLayout:
@@ -133,7 +128,7 @@ class OfficialLayout:
         depth = _DEPTHS.get((self.block_kind(), self.blocks_per_stage()))
         if depth not in ("ResNet18", "ResNet50"):
             return None
-        return f"{'v4d' if self.blocks4d else 'i3d_slow'}_resnet{depth[6:]}"
+        return f"{'V4D' if self.blocks4d else 'I3DSlow'}{depth}"
 
 
 def _model_structure(model):
@@ -148,7 +143,7 @@ def _model_structure(model):
                                                    else "basic")
     blocks4d = {}
     for layer in model.layers:
-        if isinstance(layer, F4DBlock):
+        if isinstance(layer, Block4D) and not isinstance(layer, Residual4D):
             raise ValueError(f"model '{model.name}' has F4D blocks ('{layer.name}'); the official V4D checkpoints "
                              "hold V4D (Residual4D) blocks — convert into a V4D, TSN or I3D-S architecture")
         if isinstance(layer, Residual4D):
@@ -187,7 +182,7 @@ def _check_depth(model, layout):
             raise ValueError(
                 f"the checkpoint's '{layout.prefix}layer{layer}' has {what}, but model '{model.name}' has "
                 f"{len(ours)} {'/'.join(sorted(set(ours))) or 'no'} block(s) in res{layer + 1}: the checkpoint is of "
-                f"another depth ({layout.describe()})" + (f"; use --arch {hint}" if hint else ""))
+                f"another depth ({layout.describe()})" + (f"; convert it into {hint}" if hint else ""))
 
 
 def _load_4d(model, layout):
@@ -199,7 +194,7 @@ def _load_4d(model, layout):
                 f"res{layer + 1}, but model '{model.name}' has no 4D block there (its 4D blocks: "
                 f"{[b.name for b in model4d.values()] or 'none'}); the checkpoint's placement is "
                 f"block4d_placement={layout.placement()}" +
-                (f"; use --arch {layout.suggested_arch()}" if layout.suggested_arch() and not model4d else ""))
+                (f"; convert it into {layout.suggested_arch()}" if layout.suggested_arch() and not model4d else ""))
     for (layer, block), target in sorted(model4d.items()):
         if (layer, block) not in layout.blocks4d:
             after = [e[1] for e in layout.stages.get(layer, []) if e[0] != "4d" and e[2] == block]
@@ -271,20 +266,22 @@ def read_checkpoint(checkpoint):
     return state_dict, metadata
 
 
-def convert_official(checkpoint, arch="v4d_resnet50", classes=None, **builder_args):
-    """Reads an official ``.pth.tar`` and returns the Keras model ``arch`` with its weights.
+def convert_official(checkpoint, arch="V4DResNet50", classes=None, **builder_args):
+    """Reads an official ``.pth.tar`` and returns the Keras model of builder ``arch`` with its weights.
 
     ``classes`` defaults to the checkpoint's classifier size; ``builder_args`` go to the builder
     (e.g. ``frames_per_unit=8``). Errors name the checkpoint, and the key or block at fault.
     """
-    archs = architectures()
-    if arch not in archs:
-        raise ValueError(f"--arch must be one of {sorted(archs)}, got {arch!r}")
+    if arch not in BUILDERS:
+        by_model_name = {builder.lower().replace("resnet", "_resnet").replace("i3dslow", "i3d_slow"): builder
+                         for builder in BUILDERS}
+        hint = f" (the builder of model '{arch}' is {by_model_name[arch]})" if arch in by_model_name else ""
+        raise ValueError(f"the architecture must be a builder name, one of {sorted(BUILDERS)}; got {arch!r}{hint}")
     state_dict, metadata = read_checkpoint(checkpoint)
     if classes is None:
         fc = [v for k, v in state_dict.items() if k.startswith(CLASSIFIER_PREFIXES) and k.endswith("weight")]
         classes = int(fc[0].shape[0]) if fc else 400
-    model = archs[arch](classes=classes, **builder_args)
+    model = BUILDERS[arch](classes=classes, **builder_args)
     try:
         return load_official_state(model, state_dict)
     except ValueError as error:

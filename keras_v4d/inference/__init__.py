@@ -1,0 +1,28 @@
+"""Video-level inference (V4D Algorithm 1) and what is built on it: evaluation on a test set,
+prediction of video files, and the accuracy metrics.
+
+``video_level`` and ``metrics`` need only Keras; ``evaluation`` and ``prediction`` read videos
+through the ``tf.data`` pipeline and are imported on first use.
+"""
+
+import importlib
+
+from keras_v4d.inference.metrics import MeanClassAccuracy, accuracy_metrics, top_classes, top_k_indices
+from keras_v4d.inference.video_level import (
+    VideoLevelPredictor,
+    unit_combinations,
+    unit_sections,
+    video_level_predict,
+)
+
+_LAZY = {"evaluate": "evaluation", "predict_videos": "prediction"}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"keras_v4d.inference.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'keras_v4d.inference' has no attribute {name!r}")
+
+
+__all__ = ["MeanClassAccuracy", "VideoLevelPredictor", "accuracy_metrics", "evaluate", "predict_videos",
+           "top_classes", "top_k_indices", "unit_combinations", "unit_sections", "video_level_predict"]

@@ -1,0 +1,129 @@
+"""The callbacks of a training run: per-epoch checkpoints and resumption, ``history.csv``, a progress
+display, TensorBoard logs and, per epoch, what the input pipelines skipped or repaired."""
+
+import csv
+import os
+
+import keras
+from keras import ops
+
+from keras_v4d._compat import learning_rate_keeping_tensorboard, set_progress_target
+
+
+class EpochProgress(keras.callbacks.ProgbarLogger):
+    """Keras' progress display with the expected steps of an epoch as its target from the first epoch
+    on (the source's size; a filtered ``tf.data`` pipeline has no known length). An epoch that ends
+    early because videos were skipped is shown with the steps it really ran. ``verbose=1``: a bar per
+    epoch; ``verbose=2``: one line per epoch."""
+
+    def __init__(self, steps_per_epoch):
+        super().__init__()
+        self.expected_steps = steps_per_epoch
+
+    def set_params(self, params):
+        super().set_params(params)
+        set_progress_target(self, self.expected_steps)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        set_progress_target(self, self.expected_steps)
+        super().on_epoch_begin(epoch, logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        set_progress_target(self, self.expected_steps, ended_early=True)
+        super().on_epoch_end(epoch, logs)
+
+
+def skip_counts(skip_log):
+    """``(skipped, repaired)`` counts of a pipeline's ``SkipLog``."""
+    skipped, repaired = skip_log.rows()
+    return len(skipped), len(repaired)
+
+
+class DataReport(keras.callbacks.Callback):
+    """What the input pipelines lost or repaired, per epoch, where a long run can be watched.
+
+    At the end of every epoch it adds to the logs (so ``history.csv`` and TensorBoard record them)
+    ``skipped`` and ``repaired`` (videos of this epoch's training data, and ``val_skipped`` /
+    ``val_repaired`` with validation data) and ``learning_rate`` (the rate of the epoch's first step);
+    prints a line when something was skipped or repaired, or when the epoch ran fewer steps than
+    expected (skipped videos make an epoch end early; it is not repeated or padded); and appends the
+    epoch's new skip-log entries to ``skipped.csv`` (``epoch, data, status, video, reason``) under
+    ``output_dir``. The pipelines log every entry as it happens too (logger ``keras_v4d.data``).
+    """
+
+    def __init__(self, skip_log=None, val_skip_log=None, steps_per_epoch=None, output_dir=None):
+        super().__init__()
+        self.skip_logs = {"": skip_log, "val_": val_skip_log}
+        self.steps_per_epoch = steps_per_epoch
+        self.path = os.path.join(output_dir, "skipped.csv") if output_dir else None
+        self._start = {}
+        self._steps = 0
+        self._learning_rate = None
+
+    def _lists(self):
+        return {prefix: log.rows() for prefix, log in self.skip_logs.items() if log is not None}
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = {prefix: (len(skipped), len(repaired)) for prefix, (skipped, repaired) in self._lists().items()}
+        self._steps = 0
+        rate = getattr(self.model.optimizer, "learning_rate", None)
+        self._learning_rate = float(ops.convert_to_numpy(rate)) if rate is not None else None
+
+    def on_train_batch_end(self, batch, logs=None):
+        # Counted here, not from optimizer.iterations: Keras also counts the call that finds a dataset of
+        # unknown length exhausted.
+        self._steps = batch + 1
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs if logs is not None else {}
+        if self._learning_rate is not None:
+            logs["learning_rate"] = self._learning_rate
+        notes, rows = [], []
+        for prefix, (skipped, repaired) in self._lists().items():
+            old_skipped, old_repaired = self._start.get(prefix, (0, 0))
+            skipped, repaired = skipped[old_skipped:], repaired[old_repaired:]
+            logs[f"{prefix}skipped"], logs[f"{prefix}repaired"] = len(skipped), len(repaired)
+            data = "validation" if prefix else "training"
+            if skipped or repaired:
+                notes.append(f"{data}: {len(skipped)} video(s) skipped, {len(repaired)} repaired")
+            rows += [(epoch + 1, data, "skipped", video, reason) for video, reason in skipped]
+            rows += [(epoch + 1, data, "repaired", video, reason) for video, reason in repaired]
+        if self.steps_per_epoch and self._steps < self.steps_per_epoch:
+            reason = "training was stopped" if self.model.stop_training else "the data ran out: videos were skipped"
+            notes.insert(0, f"ended after {self._steps} of {self.steps_per_epoch} expected steps ({reason})")
+        if notes:
+            where = f" (listed in {self.path})" if self.path and rows else ""
+            print(f"epoch {epoch + 1}: " + "; ".join(notes) + where, flush=True)
+        if self.path and rows:
+            new = not os.path.exists(self.path)
+            with open(self.path, "a", newline="") as handle:
+                writer = csv.writer(handle)
+                if new:
+                    writer.writerow(["epoch", "data", "status", "video", "reason"])
+                writer.writerows(rows)
+
+
+def training_callbacks(output_dir, *, steps_per_epoch=None, skip_log=None, val_skip_log=None, tensorboard=True):
+    """The callbacks of a training run under ``output_dir``.
+
+    Per-epoch weights (``epoch-NNN.weights.h5``), the latest full model (``last.keras``),
+    ``BackupAndRestore`` state under ``output_dir/backup`` for resuming, ``history.csv``; a progress
+    display whose target is ``steps_per_epoch`` (when given); ``DataReport`` (skipped/repaired videos
+    per epoch of the pipelines' ``skip_log`` / ``val_skip_log`` in the logs, ``history.csv``,
+    ``skipped.csv`` and TensorBoard, plus the learning rate); TensorBoard event files under
+    ``output_dir/tensorboard`` (``tensorboard=False`` to leave them out): loss, top-1, top-5,
+    mean-class accuracy, learning rate and the skip counts per epoch.
+    """
+    os.makedirs(output_dir, exist_ok=True)
+    callbacks = [EpochProgress(steps_per_epoch)] if steps_per_epoch else []
+    callbacks += [
+        DataReport(skip_log, val_skip_log, steps_per_epoch, output_dir),
+        keras.callbacks.ModelCheckpoint(os.path.join(output_dir, "epoch-{epoch:03d}.weights.h5"),
+                                        save_weights_only=True),
+        keras.callbacks.ModelCheckpoint(os.path.join(output_dir, "last.keras")),
+        keras.callbacks.BackupAndRestore(os.path.join(output_dir, "backup")),
+        keras.callbacks.CSVLogger(os.path.join(output_dir, "history.csv"), append=True),
+    ]
+    if tensorboard:
+        callbacks.append(learning_rate_keeping_tensorboard(os.path.join(output_dir, "tensorboard"), write_graph=False))
+    return callbacks

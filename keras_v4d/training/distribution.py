@@ -1,0 +1,63 @@
+"""Where training runs: the ``tf.distribute`` strategies, and a lower-memory allocator for CPU runs."""
+
+import ctypes
+import ctypes.util
+import os
+import platform
+
+import keras
+import tensorflow as tf
+
+STRATEGIES = ("default", "mirrored", "multiworker")
+
+
+def make_strategy(kind="default"):
+    """``"default"``, ``"mirrored"`` (all local devices) or ``"multiworker"`` (TF_CONFIG)."""
+    strategies = dict(zip(STRATEGIES, (tf.distribute.get_strategy, tf.distribute.MirroredStrategy,
+                                       tf.distribute.MultiWorkerMirroredStrategy)))
+    if kind not in strategies:
+        raise ValueError(f"`strategy` must be one of {STRATEGIES}, got {kind!r}.")
+    return strategies[kind]()
+
+
+_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number (malloc.h)
+
+
+def use_low_memory_allocator(mmap_threshold=64 * 1024):
+    """Trades training speed for memory on CPU (TensorFlow backend, Linux with glibc).
+
+    TensorFlow's oneDNN build allocates tensors from a pool that keeps the blocks it frees, and
+    glibc keeps freed blocks below its (adaptive) mmap threshold. This makes TensorFlow use the
+    system allocator (``TF_ONEDNN_USE_SYSTEM_ALLOCATOR``) and fixes glibc's threshold at
+    ``mmap_threshold`` bytes (``mallopt(M_MMAP_THRESHOLD)``), so every larger tensor goes back to
+    the system as soon as it is freed: a lower peak of resident memory for a slower step (the
+    figures: benchmarks/README.md, ``benchmarks/training.py --low_memory``).
+
+    Call it before TensorFlow allocates its first tensor (before building a model): TensorFlow
+    picks its allocator once. Raises ``RuntimeError`` when that is too late, on another backend or
+    without glibc. With oneDNN off (``TF_ENABLE_ONEDNN_OPTS=0``) TensorFlow has no pool and already
+    allocates from the system: only the mmap threshold is set, at any time.
+    """
+    if keras.backend.backend() != "tensorflow":
+        raise RuntimeError(f"use_low_memory_allocator: TensorFlow's allocator only; the backend is "
+                           f"{keras.backend.backend()!r}")
+    if platform.libc_ver()[0] != "glibc":
+        raise RuntimeError("use_low_memory_allocator: needs Linux with glibc (it sets glibc's mmap threshold)")
+    before = os.environ.get("TF_ONEDNN_USE_SYSTEM_ALLOCATOR")
+    os.environ["TF_ONEDNN_USE_SYSTEM_ALLOCATOR"] = "1"
+    probe = tf.zeros((1 << 18,))  # 1 MiB: counted by the pool's statistics if the pool serves it
+    try:
+        in_pool = tf.config.experimental.get_memory_info("CPU:0")["current"]
+    except ValueError:  # "Allocator stats not available": no oneDNN pool, TensorFlow's allocator is the system's
+        in_pool = 0
+    del probe
+    if in_pool:
+        if before is None:  # leave no setting behind for processes started later
+            del os.environ["TF_ONEDNN_USE_SYSTEM_ALLOCATOR"]
+        else:
+            os.environ["TF_ONEDNN_USE_SYSTEM_ALLOCATOR"] = before
+        raise RuntimeError("use_low_memory_allocator: TensorFlow already allocates from its oneDNN pool; call it "
+                           "before building a model or running any TensorFlow op")
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    if libc.mallopt(_M_MMAP_THRESHOLD, int(mmap_threshold)) != 1:
+        raise RuntimeError(f"use_low_memory_allocator: glibc refused mmap_threshold={mmap_threshold!r}")

@@ -1,0 +1,174 @@
+"""The video-file and TFRecord pipelines on real encoded files written by the tests with PyAV."""
+
+import os
+
+import av
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_v4d.data import BadVideoError, read_annotations, read_frames, segment_indices, video_dataset, write_video
+from keras_v4d.data.convert import convert
+from keras_v4d.data.tfrecord import encode_example
+from keras_v4d.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from tests.commands import run_tool
+
+LEVEL = 4  # frame i is filled with grey level LEVEL·i, so a decoded frame tells its own index
+NUM_FRAMES = 60
+
+
+def indexed_frames(num_frames=NUM_FRAMES, height=64, width=80):
+    frames = np.zeros((num_frames, height, width, 3), np.uint8)
+    for i in range(num_frames):
+        frames[i] = LEVEL * i
+    return frames
+
+
+def frame_index_of(normalised_views):
+    """Recovers the frame index from preprocessed (ImageNet-normalised) uniform frames."""
+    rgb = (normalised_views * np.array(IMAGENET_STD) + np.array(IMAGENET_MEAN)) * 255
+    return np.round(rgb.mean(axis=(-3, -2, -1)) / LEVEL).astype(int)
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory):
+    root = tmp_path_factory.mktemp("videos")
+    frames = indexed_frames()
+    write_video(str(root / "a.mp4"), frames, quality=0)          # H.264, lossless
+    write_video(str(root / "b.webm"), frames[:50])                # VP9
+    write_video(str(root / "c.mkv"), frames[:30, :, :, 0], codec="ffv1", pix_fmt="gray")  # grayscale
+    write_video(str(root / "d.mkv"), indexed_frames(45, 37, 53), codec="ffv1", pix_fmt="bgr0")  # odd-sized
+    (root / "corrupt.mp4").write_bytes(os.urandom(4096))
+    data = (root / "a.mp4").read_bytes()
+    (root / "truncated.mp4").write_bytes(data[: len(data) // 3])
+    with av.open(str(root / "empty.mp4"), "w") as container:  # a video stream with no frames
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
+        container.start_encoding()  # header only; FFmpeg then lists no video stream
+    good = ["a.mp4 0", "b.webm 1", "c.mkv 2", "d.mkv 1"]
+    bad = ["corrupt.mp4 0", "truncated.mp4 1", "empty.mp4 0", "missing.mp4 2", "a.mp4 7"]
+    (root / "good.txt").write_text("\n".join(good) + "\n")
+    (root / "all.txt").write_text("# path label\n" + "\n".join(good + bad) + "\n")
+    return root
+
+
+def test_read_frames_returns_the_requested_frames(videos):
+    frames = read_frames(str(videos / "a.mp4"), [0, 17, 59, 17])
+    assert frames.shape == (4, 64, 80, 3)
+    # lossless H.264, but RGB → YUV → RGB rounds by ±1 level; levels are LEVEL apart
+    assert np.abs(frames.reshape(4, -1).astype(int) - np.array([[0], [17], [59], [17]]) * LEVEL).max() <= 1
+
+
+@pytest.mark.parametrize("name, num_frames, size", [("a.mp4", 60, (64, 80)), ("b.webm", 50, (64, 80)),
+                                                    ("c.mkv", 30, (64, 80)), ("d.mkv", 45, (37, 53))])
+def test_evaluation_pipeline_samples_the_centred_units(videos, name, num_frames, size):
+    (videos / "one.txt").write_text(f"{name} 0\n")
+    dataset = video_dataset(str(videos / "one.txt"), training=False, num_units=3, frames_per_unit=2,
+                            stride=4, crop_size=32, short_side=32, num_crops=1, batch_size=1)
+    views, labels, ids = next(iter(dataset.dataset))
+    assert views.shape == (1, 1, 3, 2, 32, 32, 3) and ids.numpy()[0].decode() == name
+    expected = segment_indices(num_frames, 3, 2, 4, training=False).numpy()
+    np.testing.assert_array_equal(frame_index_of(views.numpy()[0, 0]), expected)
+
+
+def test_training_pipeline_shapes_and_sections(videos):
+    dataset = video_dataset(str(videos / "good.txt"), training=True, num_units=3, frames_per_unit=2,
+                            stride=4, crop_size=32, short_side=40, batch_size=2, num_classes=3)
+    batches = list(dataset.dataset)
+    assert len(batches) == 2 and dataset.skip_log.count == 0
+    for videos_batch, labels in batches:
+        assert videos_batch.shape == (2, 3, 2, 32, 32, 3) and videos_batch.dtype == tf.float32
+        order = frame_index_of(videos_batch.numpy())  # (2, U, T)
+        assert (np.diff(order.reshape(2, -1), axis=1) >= 0).all()  # units in temporal order
+
+
+def test_video_files_and_tfrecords_give_the_same_frames(videos, tmp_path):
+    listing = read_annotations(str(videos / "good.txt"))
+    shards, written, skipped = convert(listing, str(tmp_path / "rec"), num_shards=2, workers=2, progress_bar=False)
+    assert sorted(written) == sorted(listing.ids) and not skipped
+    kwargs = dict(training=False, num_units=4, frames_per_unit=3, stride=3, crop_size=32, short_side=32,
+                  batch_size=1, num_crops=3)
+    from_files = {ids.numpy()[0]: v.numpy()
+                  for v, _, ids in video_dataset(str(videos / "good.txt"), **kwargs).dataset}
+    from_records = {ids.numpy()[0]: v.numpy() for v, _, ids in video_dataset(str(tmp_path), **kwargs).dataset}
+    assert from_files.keys() == from_records.keys()
+    for key in from_files:
+        difference = np.abs(from_files[key] - from_records[key]) * np.array(IMAGENET_STD) * 255
+        # JPEG (quality 90) loss on these frames: within 3 grey levels everywhere, 1 on average
+        assert difference.max() <= 3.0 and difference.mean() <= 1.0, key
+
+
+def test_training_skips_bad_videos_counts_and_logs_them(videos, caplog):
+    dataset = video_dataset(str(videos / "all.txt"), training=True, num_units=2, frames_per_unit=2, stride=2,
+                            crop_size=32, short_side=32, batch_size=1, num_classes=3)
+    with caplog.at_level("WARNING", logger="keras_v4d.data"):
+        count = sum(1 for _ in dataset.dataset)
+    assert count == 4
+    reasons = dict(dataset.skip_log.entries)
+    assert set(reasons) == {"corrupt.mp4", "truncated.mp4", "empty.mp4", "missing.mp4", "a.mp4"}
+    assert "file not found" in reasons["missing.mp4"] and "outside [0, 3)" in reasons["a.mp4"]
+    assert "no video stream" in reasons["empty.mp4"]
+    assert "corrupt.mp4" in caplog.text and "missing.mp4" in caplog.text
+
+
+def test_strict_training_raises_naming_the_file(videos):
+    dataset = video_dataset(str(videos / "all.txt"), training=True, strict=True, num_units=2, frames_per_unit=2,
+                            stride=2, crop_size=32, short_side=32, batch_size=1)
+    with pytest.raises(Exception, match=r"(corrupt|truncated|empty|missing)\.mp4"):
+        for _ in dataset.dataset:
+            pass
+
+
+def test_evaluation_never_drops_a_video_silently(videos):
+    with pytest.raises(BadVideoError, match=r"a\.mp4: label 7 outside \[0, 3\)"):
+        video_dataset(str(videos / "all.txt"), training=False, num_classes=3, crop_size=32, short_side=32)
+    (videos / "bad_eval.txt").write_text("a.mp4 0\ncorrupt.mp4 1\n")
+    dataset = video_dataset(str(videos / "bad_eval.txt"), training=False, crop_size=32, short_side=32, batch_size=1)
+    with pytest.raises(tf.errors.OpError, match="corrupt.mp4"):
+        list(dataset.dataset)
+
+
+def test_tfrecord_pipeline_skips_empty_and_mislabelled_records(tmp_path):
+    path = str(tmp_path / "x.tfrecord")
+    with tf.io.TFRecordWriter(path) as writer:
+        writer.write(encode_example(indexed_frames(12), 1, "good"))
+        writer.write(encode_example(np.zeros((0, 8, 8, 3), np.uint8), 0, "no_frames"))
+        writer.write(encode_example(indexed_frames(12), 9, "bad_label"))
+    dataset = video_dataset(path, training=True, num_classes=3, num_units=2, frames_per_unit=2, stride=2,
+                            crop_size=32, short_side=32, batch_size=1)
+    assert sum(1 for _ in dataset.dataset) == 1
+    assert dict(dataset.skip_log.entries) == {"no_frames": "the video has no frames",
+                                              "bad_label": "label 9 outside [0, 3)"}
+
+
+def test_folder_per_class_source(tmp_path):
+    for name, label in (("walk", 0), ("jump", 1)):
+        (tmp_path / name).mkdir()
+        write_video(str(tmp_path / name / "v.mp4"), indexed_frames(20, 32, 32))
+    dataset = video_dataset(str(tmp_path), training=False, crop_size=32, short_side=32, batch_size=2,
+                            num_units=2, frames_per_unit=2, stride=1)
+    assert dataset.class_names == ["jump", "walk"]
+    _, labels, ids = next(iter(dataset.dataset))
+    assert dict(zip([i.decode() for i in ids.numpy()], labels.numpy())) == {"jump/v.mp4": 0, "walk/v.mp4": 1}
+
+
+def test_converter_cli_reports_skips_and_exit_code(videos, tmp_path):
+    out = str(tmp_path / "records" / "train")
+    result = run_tool("convert_data", f"--annotations={videos / 'all.txt'}",
+                             f"--output={out}", "--num_shards=2", "--workers=2", "--short_side=32")
+    assert result.returncode == 1, result.stderr
+    assert "wrote 5 video(s) to 2 shard(s)" in result.stdout  # a.mp4 twice (one mislabelled), b, c, d
+    assert "skipped 4 video(s)" in result.stdout and "missing.mp4: " in result.stdout
+    records = video_dataset(out + "-*.tfrecord", training=False, crop_size=32, short_side=32, batch_size=8,
+                            num_units=2, frames_per_unit=2, stride=1, strict=False, num_classes=3)
+    assert sum(int(labels.shape[0]) for _, labels, _ in records.dataset) == 4
+    assert records.skip_log.count == 1  # the mislabelled copy of a.mp4, reported at read time
+
+
+def test_bad_pipeline_arguments(videos):
+    with pytest.raises(ValueError, match="crop_size`=300 is larger than `short_side`=256"):
+        video_dataset(str(videos / "good.txt"), training=True, crop_size=300)
+    with pytest.raises(ValueError, match="no annotation list, folder or TFRecord files"):
+        video_dataset(str(videos / "nothing*.tfrecord"), training=True)
+    with pytest.raises(ValueError, match="num_crops`=3 applies to evaluation only"):
+        video_dataset(str(videos / "good.txt"), training=True, num_crops=3)
