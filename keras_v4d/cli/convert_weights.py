@@ -8,6 +8,8 @@ mismatch the tool prints the key or block at fault, writes nothing and exits wit
 Needs the ``torch`` extra (``pip install -e ".[torch]"``).
 """
 
+import os
+
 from absl import flags
 
 from keras_v4d.cli.common import CommandError, run
@@ -28,6 +30,9 @@ def main(argv):
     checkpoint, output = argv[1], argv[2]
     if not output.endswith(".weights.h5"):
         raise CommandError(f"the output must end in .weights.h5, got {output}")
+    folder = os.path.dirname(os.path.abspath(output))
+    if not os.path.isdir(folder):
+        raise CommandError(f"the output's folder {folder} does not exist")
     try:
         model = convert_official(checkpoint, FLAGS.arch, FLAGS.classes)
     except (OSError, ValueError, ImportError) as error:

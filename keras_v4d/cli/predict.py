@@ -17,7 +17,7 @@ from keras_v4d.cli.common import EXIT_BAD_INPUT, CommandError, define_inference_
 
 FLAGS = flags.FlagValues()
 define_inference_flags(FLAGS)
-flags.DEFINE_integer("top_k", 5, "Classes listed per video.", flag_values=FLAGS)
+flags.DEFINE_integer("top_k", 5, "Classes listed per video.", lower_bound=1, flag_values=FLAGS)
 flags.DEFINE_bool("json", False, "Print one JSON object per video instead of a table.", flag_values=FLAGS)
 
 

@@ -6,6 +6,8 @@ import glob
 import os
 import re
 
+from keras_v4d.weights.class_names import read_class_names
+
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".webm", ".mkv", ".mov", ".m4v")
 
 
@@ -81,18 +83,14 @@ class TFRecordFiles:
     class_names: list = None
 
 
-def read_class_names(path):
-    with open(path, encoding="utf-8") as handle:
-        return [line.strip() for line in handle if line.strip()]
-
-
 def _is_int(text):
-    return text.lstrip("-").isdigit()
+    """An integer label in ASCII digits, at most one leading minus (``isdigit`` alone takes ``²``)."""
+    return re.fullmatch(r"-?[0-9]+", text) is not None
 
 
 def _entries(path):
     """``(line number, stripped line)`` of an annotation list, without blank lines and ``#`` comments."""
-    with open(path, encoding="utf-8") as handle:
+    with open(path, encoding="utf-8-sig") as handle:  # -sig: a UTF-8 byte-order mark is not part of line 1
         for number, line in enumerate(handle, 1):
             line = line.strip()
             if line and not line.startswith("#"):
@@ -175,15 +173,31 @@ def read_rawframe_annotations(path, root=None, class_names=None, template=DEFAUL
     return RawFrames(dirs, totals, labels, ids, class_names, template, start_index)
 
 
-def read_class_folders(root):
-    """A folder per class (``root/<class>/<video>``): classes sorted by name, label = position."""
-    class_names = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
-    if not class_names:
+def _hidden(name):
+    """Hidden and system entries (``.ipynb_checkpoints``, ``__MACOSX``, ``._clip.mp4``) are never data."""
+    return name.startswith((".", "__"))
+
+
+def read_class_folders(root, class_names=None):
+    """A folder per class (``root/<class>/<video>``; hidden and system folders are not classes).
+
+    Without ``class_names`` the classes are the folders sorted by name, label = position. With
+    ``class_names`` (e.g. the training set's, for validation) each folder's label is its name's
+    position in that list; a folder not in it is a ``ValueError`` naming it (a class may lack a folder).
+    """
+    folders = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)) and not _hidden(d))
+    if not folders:
         raise ValueError(f"{root}: no class folders found")
+    class_names = list(folders if class_names is None else class_names)
+    unknown = [d for d in folders if d not in class_names]
+    if unknown:
+        raise ValueError(f"{root}: class folder(s) {unknown[:5]} are not among the {len(class_names)} classes "
+                         f"it is read with (e.g. {class_names[:3]})")
     paths, labels, ids = [], [], []
-    for label, name in enumerate(class_names):
+    for name in folders:
+        label = class_names.index(name)
         for file_name in sorted(os.listdir(os.path.join(root, name))):
-            if file_name.lower().endswith(VIDEO_EXTENSIONS):
+            if file_name.lower().endswith(VIDEO_EXTENSIONS) and not _hidden(file_name):
                 paths.append(os.path.join(root, name, file_name))
                 labels.append(label)
                 ids.append(f"{name}/{file_name}")
@@ -215,7 +229,7 @@ def resolve_source(source, root=None, class_names=None, source_format=None,
         shards = sorted(glob.glob(os.path.join(source, "*.tfrecord*")))
         if shards or source_format == "tfrecord":
             return TFRecordFiles(shards, class_names)
-        return read_class_folders(source)
+        return read_class_folders(source, class_names)
     if os.path.isfile(source) and source_format != "tfrecord" and (
             source_format is not None or ".tfrecord" not in os.path.basename(source)):
         if (source_format or list_format(source)) == "rawframes":

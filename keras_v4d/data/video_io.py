@@ -117,12 +117,23 @@ def read_frames(path, indices):
     missing = sorted(wanted - found.keys())
     if missing:
         raise VideoReadError(f"{path}: frame {missing[0]} requested but {_stopped(decoded, error)}")
-    return np.stack([found[i] for i in indices.tolist()])
+    return _stack(path, [found[i] for i in indices.tolist()])
 
 
 class _Everything:
     def __contains__(self, item):
         return True
+
+
+def _stack(path, frames):
+    """``frames`` as one array, or ``VideoReadError`` naming ``path`` when their sizes differ (a video
+    whose resolution changes mid-stream)."""
+    for frame in frames[1:]:
+        if frame.shape != frames[0].shape:
+            raise VideoReadError(f"{path}: the resolution changes mid-stream (a sampled frame is "
+                                 f"{frame.shape[1]}×{frame.shape[0]}, the first {frames[0].shape[1]}×"
+                                 f"{frames[0].shape[0]})")
+    return np.stack(frames)
 
 
 def read_all_frames(path, with_repair=False):
@@ -140,7 +151,7 @@ def read_all_frames(path, with_repair=False):
     if not decoded:
         raise VideoReadError(f"{path}: no frame decodes (the file claims {claimed})"
                              + (f": {error}" if error is not None else ""))
-    frames = np.stack([found[i] for i in range(decoded)])
+    frames = _stack(path, [found[i] for i in range(decoded)])
     if not with_repair:
         return frames
     return frames, ((decoded, claimed) if decoded < claimed else None)
@@ -168,7 +179,7 @@ def sample_video(path, num_units, frames_per_unit, stride, training=False, seed=
     wanted = set(indices.tolist())
     found, decoded, error = _decode(path, wanted, int(indices.max()))
     if wanted <= found.keys():
-        return np.stack([found[i] for i in indices.tolist()]), None
+        return _stack(path, [found[i] for i in indices.tolist()]), None
     # Damaged: count the frames that decode (on one thread, which loses none), sample over them.
     _, decoded, error = _decode(path, (), float("inf"), threaded=False)
     if decoded == 0:
@@ -180,7 +191,7 @@ def sample_video(path, num_units, frames_per_unit, stride, training=False, seed=
     missing = sorted(wanted - found.keys())
     if missing:  # cannot happen unless decoding is not reproducible
         raise VideoReadError(f"{path}: frame {missing[0]} requested but {_stopped(again, error)}")
-    return np.stack([found[i] for i in indices.tolist()]), (decoded, claimed)
+    return _stack(path, [found[i] for i in indices.tolist()]), (decoded, claimed)
 
 
 def read_rawframe_folder(directory, num_frames, template, start_index):

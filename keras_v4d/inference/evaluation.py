@@ -65,7 +65,9 @@ def write_report(output, metrics, rows, ids, y_true, scores, unreadable=(), repa
     os.makedirs(output, exist_ok=True)
     predicted = scores.argmax(-1)
     with open(os.path.join(output, "metrics.json"), "w") as handle:
-        json.dump(metrics, handle, indent=2)
+        # Strict JSON: no video evaluated gives accuracies of null, not a bare NaN.
+        json.dump({k: None if isinstance(v, float) and math.isnan(v) else v for k, v in metrics.items()}, handle,
+                  indent=2, allow_nan=False)
     with open(os.path.join(output, "per_class.csv"), "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["class", "name", "videos", "correct", "top1"])

@@ -112,8 +112,10 @@ def train(builder="V4DResNet18", train_data=None, output=None, *, sampling=None,
         raise ValueError(f"{train_data} has {len(train_set.class_names)} classes but num_classes is {num_classes}")
     val_set = val_skip_log = None
     if val_data:  # validation goes on past unreadable videos too (counted as val_skipped)
+        # Validation labels are the training classes' (by name, where the source names its classes).
         val_videos = video_dataset(val_data, training=False, num_classes=num_classes, strict=strict,
-                                   batch_size=batch_size, num_crops=1, **sampling.training_arguments())
+                                   batch_size=batch_size, num_crops=1, class_names=train_set.class_names,
+                                   **sampling.training_arguments())
         val_skip_log, val_set = val_videos.skip_log, single_view(val_videos.dataset)
     num_videos = source_size(train_set, train_data)
     steps_per_epoch = num_videos // batch_size  # from the source's size: nothing is decoded to count

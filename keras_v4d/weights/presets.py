@@ -89,7 +89,13 @@ class Preset:
         missing = [f for f in REQUIRED_FIELDS if f not in entry]
         if missing:
             raise ValueError(f"registry entry {tag!r} lacks {missing}")
+        name = str(entry["file_name"])
+        if not name or name != os.path.basename(name) or name in (".", ".."):
+            raise ValueError(f"registry entry {tag!r}: file_name {name!r} must be a plain file name (no folder, "
+                             "no '..'): it is placed in the weights cache")
         entry = copy.deepcopy(entry)
+        if entry["sha256"] is not None:
+            entry["sha256"] = str(entry["sha256"]).lower()  # hex digests compare in lower case
         names = entry.get("class_names")
         notes = {key: entry[key] for key in ("class_names_note", "preprocessing", "test_protocol") if key in entry}
         if isinstance(names, list):

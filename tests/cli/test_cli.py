@@ -164,6 +164,8 @@ def test_predict_needs_videos_and_a_matching_class_list(trained, tmp_path):
     names.write_text("a\nb\nc\n")
     wrong = run_tool("predict", f"--checkpoint={checkpoint}", f"--class_names={names}", videos[0][0])
     assert wrong.returncode == 2 and "lists 3 classes" in wrong.stderr and "2 outputs" in wrong.stderr
+    none = run_tool("predict", f"--checkpoint={checkpoint}", "--top_k=0", videos[0][0])  # used to list all but one
+    assert none.returncode == 2 and "top_k" in none.stderr and "Traceback" not in none.stderr
 
 
 def _keras_v4d(*args):

@@ -216,3 +216,42 @@ def test_start_up_opens_no_file(tmp_path):
     (tmp_path / "big.txt").write_text("\n".join(lines) + "\n")
     dataset = video_dataset(str(tmp_path / "big.txt"), training=True, batch_size=8, **SAMPLING)
     assert dataset.num_videos == 5000 and dataset.skip_log.count == 0  # nothing was opened to build it
+
+
+def _raw_h264(size, num_frames):
+    """A raw H.264 stream of ``num_frames`` frames of ``size`` (width, height)."""
+    import io
+
+    buffer = io.BytesIO()
+    with av.open(buffer, "w", format="h264") as output:
+        stream = output.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
+        for k in range(num_frames):
+            frame = np.full((size[1], size[0], 3), LEVEL * k, np.uint8)
+            output.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        output.mux(stream.encode())
+    return buffer.getvalue()
+
+
+def test_a_video_whose_resolution_changes_mid_stream_is_a_named_read_error(tmp_path):
+    """Two streams of different sizes, one after the other (as a camera that switches resolution
+    writes them): a clear ``VideoReadError`` naming the file, which every reader then skips or
+    reports (``predict`` used to die on a bare ValueError from np.stack)."""
+    from keras_v4d.data import load_video_views
+    from keras_v4d.inference import predict_videos
+    from keras_v4d.models import build_resnet3d
+
+    path = tmp_path / "switch.h264"
+    path.write_bytes(_raw_h264((48, 32), 10) + _raw_h264((64, 48), 10))
+    assert read_frames(str(path), [0, 5]).shape == (2, 32, 48, 3)  # one resolution: fine
+    with pytest.raises(VideoReadError, match=r"switch\.h264: the resolution changes mid-stream .*64×48.*48×32"):
+        read_frames(str(path), [0, 15])
+    with pytest.raises(VideoReadError, match="resolution changes mid-stream"):
+        load_video_views(str(path), num_units=2, frames_per_unit=2, stride=4, crop_size=32, short_side=32,
+                         num_crops=1)
+    good = tmp_path / "good.mp4"
+    write_video(str(good), index_coded(20, 32))
+    model = build_resnet3d(18, None, classes=2, width=0.25)
+    results = list(predict_videos(model, [str(path), str(good)]))
+    assert results[0][1] is None and "resolution changes mid-stream" in results[0][2]
+    assert results[1][2] is None and len(results[1][1]) == 2  # the videos after it are still predicted

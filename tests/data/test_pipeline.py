@@ -1,6 +1,8 @@
 """The video-file and TFRecord pipelines on real encoded files written by the tests with PyAV."""
 
 import os
+import re
+import shutil
 
 import av
 import numpy as np
@@ -172,3 +174,32 @@ def test_bad_pipeline_arguments(videos):
         video_dataset(str(videos / "nothing*.tfrecord"), training=True)
     with pytest.raises(ValueError, match="num_crops`=3 applies to evaluation only"):
         video_dataset(str(videos / "good.txt"), training=True, num_crops=3)
+
+
+def test_class_folders_skip_hidden_ones_and_validation_uses_the_training_classes_by_name(videos, tmp_path):
+    from keras_v4d.data import read_class_folders
+
+    for split, classes in (("train", ("a", "b", "c")), ("val", ("a", "c"))):
+        for name in classes + (".ipynb_checkpoints", "__MACOSX"):
+            (tmp_path / split / name).mkdir(parents=True)
+            shutil.copy(videos / "a.mp4", tmp_path / split / name / "clip.mp4")
+        (tmp_path / split / "a" / "._clip.mp4").write_bytes(b"AppleDouble")  # macOS metadata, not a video
+    train = read_class_folders(str(tmp_path / "train"))
+    assert train.class_names == ["a", "b", "c"] and train.ids == ["a/clip.mp4", "b/clip.mp4", "c/clip.mp4"]
+    alone = read_class_folders(str(tmp_path / "val"))
+    assert dict(zip(alone.ids, alone.labels)) == {"a/clip.mp4": 0, "c/clip.mp4": 1}  # read on its own: c is 1
+    val = read_class_folders(str(tmp_path / "val"), train.class_names)
+    assert dict(zip(val.ids, val.labels)) == {"a/clip.mp4": 0, "c/clip.mp4": 2} and val.class_names == train.class_names
+    (tmp_path / "val" / "d").mkdir()
+    with pytest.raises(ValueError, match=r"class folder\(s\) \['d'\] are not among the 3 classes"):
+        read_class_folders(str(tmp_path / "val"), train.class_names)
+
+
+def test_annotation_lists_take_a_byte_order_mark_and_only_ascii_integer_labels(videos):
+    (videos / "bom.txt").write_text("a.mp4 1\nb.webm 0\n", encoding="utf-8-sig")  # as Windows editors save it
+    listed = read_annotations(str(videos / "bom.txt"))
+    assert listed.ids == ["a.mp4", "b.webm"] and listed.labels == [1, 0]
+    for label in ("²", "--1", "1.5"):
+        (videos / "odd.txt").write_text(f"a.mp4 {label}\n", encoding="utf-8")
+        with pytest.raises(ValueError, match=f"odd.txt:1: label {re.escape(repr(label))} is neither an int"):
+            read_annotations(str(videos / "odd.txt"))

@@ -88,6 +88,14 @@ def test_tag_resolves_offline_from_a_pre_seeded_cache(weights_file, registry_ent
         np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
+def test_registry_entries_are_checked_when_registered(registry_entry, tmp_path):
+    for name in ("../escape.weights.h5", "sub/x.weights.h5", ".."):
+        with pytest.raises(ValueError, match="must be a plain file name"):
+            register("test_bad_name", {**registry_entry, "file_name": name})
+    register("test_upper", {**registry_entry, "sha256": registry_entry["sha256"].upper()})
+    assert sha256_of(fetch_weights("test_upper", cache_dir=str(tmp_path / "c"))) == registry_entry["sha256"]
+
+
 def test_tag_downloads_from_a_file_url_and_checks_its_sha256(weights_file, registry_entry, tmp_path):
     register("test_file_url", registry_entry)
     path = fetch_weights("test_file_url", cache_dir=str(tmp_path / "fresh"))
@@ -262,6 +270,12 @@ def test_a_v4d_checkpoint_into_an_architecture_without_that_4d_block_names_the_k
         load_official_state(keras_v4d.I3DSlowResNet18(classes=5), state)
     with pytest.raises(ValueError, match=r"layer3\.2\.tsa\.weight' is a 4D module after residual block 1 of res4"):
         load_official_state(keras_v4d.V4DResNet18(classes=5, block4d_placement={"res3": (1,)}), state)
+
+
+def test_the_converter_names_a_missing_output_folder(tmp_path):
+    result = _convert_cli(tmp_path / "any.pth.tar", tmp_path / "no" / "such" / "out.weights.h5", "V4DResNet18")
+    assert result.returncode == 2 and f"the output's folder {tmp_path / 'no' / 'such'} does not exist" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_a_checkpoint_of_another_depth_fails_in_the_cli_naming_the_stage(tmp_path):
