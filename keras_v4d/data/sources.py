@@ -191,8 +191,8 @@ def read_class_folders(root, class_names=None):
     class_names = list(folders if class_names is None else class_names)
     unknown = [d for d in folders if d not in class_names]
     if unknown:
-        raise ValueError(f"{root}: class folder(s) {unknown[:5]} are not among the {len(class_names)} classes "
-                         f"it is read with (e.g. {class_names[:3]})")
+        raise ValueError(f"{root} has {len(folders)} class folders; {unknown[:5]} are not among the "
+                         f"{len(class_names)} classes it is read with (e.g. {class_names[:3]})")
     paths, labels, ids = [], [], []
     for name in folders:
         label = class_names.index(name)

@@ -191,7 +191,7 @@ def test_class_folders_skip_hidden_ones_and_validation_uses_the_training_classes
     val = read_class_folders(str(tmp_path / "val"), train.class_names)
     assert dict(zip(val.ids, val.labels)) == {"a/clip.mp4": 0, "c/clip.mp4": 2} and val.class_names == train.class_names
     (tmp_path / "val" / "d").mkdir()
-    with pytest.raises(ValueError, match=r"class folder\(s\) \['d'\] are not among the 3 classes"):
+    with pytest.raises(ValueError, match=r"has 3 class folders; \['d'\] are not among the 3 classes"):
         read_class_folders(str(tmp_path / "val"), train.class_names)
 
 
