@@ -13,6 +13,9 @@ CPUs with AVX512_VNNI, AVX512_BF16, AVX_VNNI or AMX (``DefaultOneDnnPolicy`` in 
 e.g. on AVX2-only CPUs, they run Eigen's kernels, much slower for keras_v4d's convolutions
 (docs/cpu.md). TensorFlow reads ``TF_ENABLE_ONEDNN_OPTS`` once, when it is
 imported, so ``prefer_onednn`` runs at ``import keras_v4d``, before Keras imports TensorFlow.
+
+Child processes that outlive a killed parent: ``end_with_parent`` (multiprocessing has no option for
+it, python/cpython#111873).
 """
 
 import os
@@ -228,3 +231,42 @@ def set_progress_target(progbar_logger, steps, ended_early=False):
             progbar_logger.target = progbar_logger.progbar.target = seen
     elif steps:
         progbar_logger.target = steps
+
+
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def end_with_parent():
+    """Ends this ``multiprocessing`` child as soon as its parent process ends, also when the parent is
+    killed (SIGKILL, the out-of-memory killer) and cannot stop it.
+
+    Python leaves such children running, holding their memory (python/cpython#111873, #80180). On
+    Linux the kernel kills the child (``prctl(PR_SET_PDEATHSIG, SIGKILL)``, prctl(2); "parent" is the
+    thread that started the child); elsewhere a daemon thread waits on the parent's sentinel, which
+    needs the child's main thread to let go of the GIL. A parent already gone ends the child at once.
+    Call it first thing in the child; a no-op in a process that is not a ``multiprocessing`` child.
+    """
+    import multiprocessing
+    import signal
+    import threading
+    from multiprocessing.connection import wait
+
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+    armed = False
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            armed = ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) == 0
+        except (OSError, AttributeError):  # no prctl in this C library
+            armed = False
+    if not armed:
+        def exit_with_parent():
+            wait([parent.sentinel])
+            os._exit(1)
+
+        threading.Thread(target=exit_with_parent, name="end_with_parent", daemon=True).start()
+    if not parent.is_alive():  # the parent died before the signal was armed
+        os._exit(1)

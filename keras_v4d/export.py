@@ -6,23 +6,46 @@ the command-line tool is ``keras-v4d export``.
 The SavedModel's ``serving_default`` takes ``video`` uint8 ``(batch, U, T, H, W, 3)`` RGB and
 returns ``probabilities`` ``(batch, classes)``; ImageNet normalisation runs inside the graph. U, H
 and W stay free where the model allows them (U is fixed by the TFLite files, which need static
-shapes). TFLite variants: ``float32``, ``dynamic`` (dynamic-range int8 weights), ``fp16``.
+shapes). Beside it, ``video_frames`` and ``video_jpeg`` take one whole video and run the test
+protocol in the graph (``keras_v4d.serving``). TFLite variants: ``float32``, ``dynamic``
+(dynamic-range int8 weights), ``fp16``.
+
+An empty input (any of batch, U, T, H, W equal to 0) is an ``InvalidArgumentError`` naming the
+dimension. Exports replace their output whole or not at all: a failed export (``ExportError``)
+leaves the previous SavedModel folder or TFLite file as it was.
 """
 
+import os
+import shutil
 
 import numpy as np
 import tensorflow as tf
 
+from keras_v4d.atomic import TEMPORARY_PREFIX, open_atomically, temporary_path
+from keras_v4d.data.frame_size import MAX_FRAME_PIXELS
 from keras_v4d.models.preprocessing import preprocess_input
-from keras_v4d.models.video_model import ends_in_softmax
+from keras_v4d.models.video_model import VideoModel, ends_in_softmax
+from keras_v4d.sampling import resolve_sampling
+from keras_v4d.serving import whole_video_functions
 
 TFLITE_VARIANTS = ("float32", "dynamic", "fp16")
+VIDEO_AXES = ("batch", "U", "T", "H", "W")
+
+
+class ExportError(RuntimeError):
+    """A SavedModel or TFLite export that failed; the message names the output path and the cause."""
 
 
 def _serving_function(model, input_shape):
     @tf.function(input_signature=[tf.TensorSpec((None,) + tuple(input_shape), tf.uint8, name="video")])
     def serve(video):
-        x = preprocess_input(video)
+        # The network answers an empty dimension with an obscure error deep inside, or with NaN.
+        shape = tf.shape(video)
+        checks = [tf.debugging.assert_positive(
+            shape[axis], message=f"video: {name} (axis {axis}) is 0; the signature takes uint8 (batch, U, T, H, W, 3) "
+                                 "with every dimension at least 1") for axis, name in enumerate(VIDEO_AXES)]
+        with tf.control_dependencies([check for check in checks if check is not None]):
+            x = preprocess_input(video)
         scores = model(x, training=False)
         if not ends_in_softmax(model):
             scores = tf.nn.softmax(scores, axis=-1)
@@ -31,21 +54,83 @@ def _serving_function(model, input_shape):
     return serve
 
 
-def export_saved_model(model, path, num_units=None, frames_per_unit=None, spatial_size=None):
-    """Writes a SavedModel with a uint8 ``serving_default`` signature; returns ``path``.
+def export_saved_model(model, path, num_units=None, frames_per_unit=None, spatial_size=None, *, sampling=None,
+                       class_names=None, top_k=5, max_frame_pixels=MAX_FRAME_PIXELS):
+    """Writes a SavedModel; returns ``path``.
 
-    Dimensions left ``None`` (and not fixed by the model) stay free in the signature.
+    Signatures: ``serving_default`` (sampled units, uint8 ``(batch, U, T, H, W, 3)``; dimensions left
+    ``None`` and not fixed by the model stay free) and, for a model with a head, the whole-video
+    ``video_frames`` and ``video_jpeg`` (``keras_v4d.serving``: one video's frames in, the test
+    protocol of ``sampling`` (default: the model's fixed U/T and the defaults) inside, probabilities
+    and the top-``top_k`` classes, named with ``class_names``, out; JPEG frames over
+    ``max_frame_pixels`` are refused before decoding). The SavedModel is written to a temporary
+    folder beside ``path`` and swapped in when complete; on failure (``ExportError``) a previous
+    SavedModel at ``path`` is left as it was.
     """
     shape = _input_shape(model, num_units, frames_per_unit, spatial_size)
     module = tf.Module()
     module.model = model
     module.serve = _serving_function(model, shape)
-    tf.saved_model.save(module, path, signatures={"serving_default": module.serve})
+    signatures = {"serving_default": module.serve}
+    if isinstance(model, VideoModel) and model.parts().head is not None:
+        whole_video = whole_video_functions(model, sampling or resolve_sampling(model), class_names, top_k,
+                                            max_frame_pixels)
+        module.video_frames, module.video_jpeg = whole_video["video_frames"], whole_video["video_jpeg"]
+        signatures.update(whole_video)
+
+    def save(folder):
+        try:
+            tf.saved_model.save(module, folder, signatures=signatures)
+        except Exception as error:  # noqa: BLE001  (TensorFlow raises many kinds; each is a failed export)
+            raise ExportError(f"SavedModel export to {path} failed ({type(error).__name__}: {error}); "
+                              "a previous SavedModel there is left as it was") from error
+
+    if "://" in os.fspath(path):  # an object store has no folder rename: written in place
+        save(path)
+    else:
+        _replace_folder(path, save)
     return path
 
 
+def _replace_folder(path, write):
+    """``write(temporary folder)`` beside ``path``, then the result swapped in for ``path``: the old
+    folder renamed away, the new one renamed in, the old one removed. A failure before the swap
+    leaves ``path`` as it was and removes the temporary folder."""
+    final = os.path.abspath(os.fspath(path))
+    if os.path.exists(final) and not os.path.isdir(final):
+        raise ExportError(f"SavedModel export to {path}: it exists and is not a folder")
+    folder, name = os.path.split(final)
+    os.makedirs(folder, exist_ok=True)
+    temporary = temporary_path(final)
+    previous = os.path.join(folder, f"{TEMPORARY_PREFIX}{os.getpid()}-previous-{name}")
+    for stale in (temporary, previous):  # left by a killed export of this process id
+        shutil.rmtree(stale, ignore_errors=True)
+    try:
+        write(temporary)
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
+    try:
+        if os.path.isdir(final):
+            os.rename(final, previous)
+        try:
+            os.rename(temporary, final)
+        except BaseException:
+            if os.path.isdir(previous):
+                os.rename(previous, final)
+            raise
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
+    shutil.rmtree(previous, ignore_errors=True)
+
+
 def export_tflite(model, path, num_units, frames_per_unit, spatial_size, variant="float32"):
-    """Writes a TFLite flatbuffer for uint8 input ``(1, U, T, S, S, 3)``; returns ``path``."""
+    """Writes a TFLite flatbuffer for uint8 input ``(1, U, T, S, S, 3)``; returns ``path``.
+
+    The file appears at ``path`` only once converted and written whole; a failed conversion
+    (``ExportError``) leaves a previous file at ``path`` as it was.
+    """
     if variant not in TFLITE_VARIANTS:
         raise ValueError(f"`variant` must be one of {TFLITE_VARIANTS}, got {variant!r}")
     shape = _input_shape(model, num_units, frames_per_unit, spatial_size)
@@ -61,8 +146,13 @@ def export_tflite(model, path, num_units, frames_per_unit, spatial_size, variant
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if variant == "fp16":
         converter.target_spec.supported_types = [tf.float16]
-    with open(path, "wb") as handle:
-        handle.write(converter.convert())
+    try:
+        flatbuffer = converter.convert()
+    except Exception as error:  # noqa: BLE001  (the converter's ConverterError is not public API)
+        raise ExportError(f"TFLite ({variant}) conversion for {path} failed ({type(error).__name__}: {error}); "
+                          "a previous file there is left as it was") from error
+    with open_atomically(path, "wb") as handle:
+        handle.write(flatbuffer)
     return path
 
 

@@ -10,6 +10,8 @@ import dataclasses
 import json
 import os
 
+from keras_v4d.atomic import open_atomically
+
 SETTINGS_FILE = "settings.json"
 
 
@@ -92,7 +94,7 @@ DEFAULT_SAMPLING = VideoSampling()
 def write_settings(folder, sampling, class_names=None):
     """Writes ``sampling`` and ``class_names`` to ``folder/settings.json``; returns its path."""
     path = os.path.join(folder, SETTINGS_FILE)
-    with open(path, "w", encoding="utf-8") as handle:
+    with open_atomically(path, "w", encoding="utf-8") as handle:
         json.dump({**sampling.to_dict(), "class_names": list(class_names) if class_names else None}, handle,
                   indent=2)
     return path

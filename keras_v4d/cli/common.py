@@ -6,6 +6,7 @@ every tool lives in one process without clashes (``keras-v4d`` imports them all)
 """
 
 import os
+import signal
 import sys
 
 from absl import flags
@@ -14,6 +15,10 @@ from keras_v4d.sampling import DEFAULT_SAMPLING
 
 EXIT_BAD_ARGUMENTS = 2  # bad flags, missing or mismatching files: nothing was done
 EXIT_BAD_INPUT = 1  # the run went through but some input (e.g. a video) could not be used
+EXIT_DIVERGED = 3  # training stopped at a NaN/inf loss or weight; the last finite checkpoint is kept
+EXIT_NOT_WRITTEN = 4  # an output could not be written whole; what was there before is as it was
+EXIT_INTERRUPTED = 128 + signal.SIGINT  # as a shell reports a process ended by Ctrl-C
+EXIT_TERMINATED = 128 + signal.SIGTERM
 
 
 class CommandError(Exception):
@@ -104,6 +109,9 @@ def define_inference_flags(flag_values):
     flags.DEFINE_enum("mode", "combinations", ["combinations", "all_units"],
                       "combinations: Algorithm 1; all_units: every unit through the network at once.",
                       flag_values=flag_values)
+    flags.DEFINE_integer("max_frame_pixels", None, "A video whose frames have more pixels (width × height, read from "
+                         "its header before decoding) is reported as unreadable instead of decoded (default: "
+                         "keras_v4d.data.MAX_FRAME_PIXELS, 4096×4096).", lower_bound=1, flag_values=flag_values)
 
 
 def load_inference_model(flag_values):
@@ -151,6 +159,10 @@ def load_inference_model(flag_values):
             num_units=flag_values.num_units, frames_per_unit=flag_values.frames_per_unit, stride=flag_values.stride,
             crop_size=flag_values.crop_size, short_side=flag_values.short_side, num_crops=flag_values.num_crops,
             mode=flag_values.mode)
+        if flag_values.mode == "combinations":  # refused here, before the model meets any video
+            from keras_v4d.inference.video_level import check_unit_combinations
+
+            check_unit_combinations(sampling.test_num_units, sampling.train_units, name="--num_units")
     except (OSError, ValueError) as error:
         raise CommandError(str(error)) from None
     num_classes = model.outputs[0].shape[-1]

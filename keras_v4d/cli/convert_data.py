@@ -9,14 +9,32 @@ Model Garden format.
 A rawframe list (``frame_dir total_frames label`` lines, TSN / MMAction2) is recognised from its
 first entry (or say so with ``--source_format rawframes``). At the end a summary lists every video
 that was skipped and why, and every video stored with only the frames that decode (repaired).
-Exit code 1 if any video was skipped, 0 otherwise.
+
+The shards are renamed into place only as a whole set: a conversion that fails or is stopped leaves
+the earlier shards at --output as they were. Shards of an earlier run with another --num_shards are
+removed once the new set is complete (said on stderr).
+
+Exit code 0, or 1 if any video was skipped; 2 for bad flags or an output folder that cannot be
+made; 4 when the shards could not be written (a shard that cannot be written, a worker process that
+died, e.g. killed for memory: the message names the shards); 130 on Ctrl-C, 143 on SIGTERM (the
+workers are stopped).
 """
 
 import os
+import signal
+import threading
 
 from absl import flags
 
-from keras_v4d.cli.common import EXIT_BAD_ARGUMENTS, EXIT_BAD_INPUT, CommandError, run
+from keras_v4d.cli.common import (
+    EXIT_BAD_ARGUMENTS,
+    EXIT_BAD_INPUT,
+    EXIT_INTERRUPTED,
+    EXIT_NOT_WRITTEN,
+    EXIT_TERMINATED,
+    CommandError,
+    run,
+)
 
 FLAGS = flags.FlagValues()
 flags.DEFINE_string("annotations", None, "Annotation list: 'relative/path label' per line (video files) "
@@ -38,16 +56,19 @@ flags.DEFINE_string("frame_template", "img_{:05d}.jpg", "Rawframes: frame file n
 flags.DEFINE_integer("frame_start", 1, "Rawframes: number of the first frame file.", flag_values=FLAGS)
 
 
-def main(argv):
-    from keras_v4d.data.convert import convert
+class _Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that the conversion stops its workers on the way out."""
+
+
+def _raise_terminated(signum, frame):
+    raise _Terminated()
+
+
+def _convert():
+    from keras_v4d.atomic import open_atomically
+    from keras_v4d.data.convert import ConversionError, convert
     from keras_v4d.data.sources import list_format, read_annotations, read_class_folders, read_rawframe_annotations
 
-    if len(argv) > 1:
-        raise CommandError(f"unexpected arguments {argv[1:]}")
-    if bool(FLAGS.annotations) == bool(FLAGS.videos):
-        raise CommandError("give exactly one of --annotations or --videos")
-    if not FLAGS.output:
-        raise CommandError("--output is required")
     try:
         if FLAGS.annotations and (FLAGS.source_format or list_format(FLAGS.annotations)) == "rawframes":
             videos = read_rawframe_annotations(FLAGS.annotations, FLAGS.root, template=FLAGS.frame_template,
@@ -60,17 +81,53 @@ def main(argv):
         raise CommandError(str(error), EXIT_BAD_ARGUMENTS) from None
     if not len(videos):
         raise CommandError("the source lists no videos")
-    paths, written, skipped, repaired = convert(videos, FLAGS.output, FLAGS.num_shards, FLAGS.workers,
-                                                FLAGS.short_side, FLAGS.jpeg_quality, with_repaired=True)
+    folder = os.path.dirname(os.path.abspath(FLAGS.output))
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as error:
+        raise CommandError(f"--output: cannot create the folder {folder} ({error.strerror or error})") from None
+    if not os.access(folder, os.W_OK):
+        raise CommandError(f"--output: the folder {folder} is not writable")
+    try:
+        paths, written, skipped, repaired = convert(videos, FLAGS.output, FLAGS.num_shards, FLAGS.workers,
+                                                    FLAGS.short_side, FLAGS.jpeg_quality, with_repaired=True)
+    except ConversionError as error:
+        raise CommandError(str(error), EXIT_NOT_WRITTEN) from None
     if videos.class_names:
-        with open(f"{FLAGS.output}-classes.txt", "w", encoding="utf-8") as handle:
-            handle.write("\n".join(videos.class_names) + "\n")
+        classes = f"{FLAGS.output}-classes.txt"
+        try:
+            with open_atomically(classes, "w", encoding="utf-8") as handle:
+                handle.write("\n".join(videos.class_names) + "\n")
+        except OSError as error:
+            raise CommandError(f"cannot write {classes}: {error.strerror or error}", EXIT_NOT_WRITTEN) from None
     print(f"wrote {len(written)} video(s) to {len(paths)} shard(s) at {FLAGS.output}-*.tfrecord")
     print(f"skipped {len(skipped)} video(s)" + "".join(f"\n  {vid}: {reason}" for vid, reason in skipped))
     if repaired:
         print(f"repaired {len(repaired)} video(s) (stored with the frames that decode; decoded / claimed)"
               + "".join(f"\n  {vid}: {decoded} / {claimed}" for vid, decoded, claimed in repaired))
     return EXIT_BAD_INPUT if skipped else 0
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise CommandError(f"unexpected arguments {argv[1:]}")
+    if bool(FLAGS.annotations) == bool(FLAGS.videos):
+        raise CommandError("give exactly one of --annotations or --videos")
+    if not FLAGS.output:
+        raise CommandError("--output is required")
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if main_thread else None
+    stopped = (f"the workers were stopped; shards are renamed into place only as a whole set, so "
+               f"{FLAGS.output}-*.tfrecord is as it was")
+    try:
+        return _convert()
+    except KeyboardInterrupt:
+        raise CommandError(f"interrupted: {stopped}", EXIT_INTERRUPTED) from None
+    except _Terminated:
+        raise CommandError(f"terminated (SIGTERM): {stopped}", EXIT_TERMINATED) from None
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

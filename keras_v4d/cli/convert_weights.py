@@ -22,6 +22,7 @@ flags.DEFINE_integer("classes", None, "Number of classes (default: from the chec
 
 
 def main(argv):
+    from keras_v4d.atomic import write_atomically
     from keras_v4d.weights.convert_official import convert_official
     from keras_v4d.weights.presets import sha256_of
 
@@ -37,7 +38,7 @@ def main(argv):
         model = convert_official(checkpoint, FLAGS.arch, FLAGS.classes)
     except (OSError, ValueError, ImportError) as error:
         raise CommandError(str(error)) from None
-    model.save_weights(output)
+    write_atomically(output, model.save_weights)  # a failed or killed save leaves no torn file
     print(f"{checkpoint} → {output} ({model.name}, {model.count_params():,} parameters, "
           f"{model.outputs[0].shape[-1]} classes); sha256 {sha256_of(output)}")
     return 0

@@ -30,7 +30,7 @@ flags.DEFINE_bool("strict", False, "Stop at the first video that cannot be read 
 
 
 def main(argv):
-    from keras_v4d.data import BadVideoError, bad_video_message
+    from keras_v4d.data import MAX_FRAME_PIXELS, BadVideoError, bad_video_message
     from keras_v4d.inference.evaluation import evaluate
 
     if len(argv) > 1:
@@ -41,7 +41,8 @@ def main(argv):
     try:
         metrics = evaluate(model, FLAGS.data, sampling, mode=FLAGS.mode,
                            batch_size=FLAGS.batch_size, class_names=class_names, output=FLAGS.output,
-                           progress=FLAGS.progress, metadata={"checkpoint": FLAGS.checkpoint}, strict=FLAGS.strict)
+                           progress=FLAGS.progress, metadata={"checkpoint": FLAGS.checkpoint}, strict=FLAGS.strict,
+                           max_frame_pixels=FLAGS.max_frame_pixels or MAX_FRAME_PIXELS)
     except BadVideoError as error:
         raise CommandError(f"--data: {error}", code=EXIT_BAD_INPUT) from None
     except (OSError, ValueError) as error:

@@ -22,6 +22,7 @@ flags.DEFINE_bool("json", False, "Print one JSON object per video instead of a t
 
 
 def main(argv):
+    from keras_v4d.data import MAX_FRAME_PIXELS
     from keras_v4d.inference.prediction import predict_videos
 
     videos = argv[1:]
@@ -31,8 +32,9 @@ def main(argv):
     print(f"sampling: train_units={sampling.train_units} "
           + " ".join(f"{k}={v}" for k, v in sampling.test_arguments().items()), file=sys.stderr)
     failed = 0
+    max_frame_pixels = FLAGS.max_frame_pixels or MAX_FRAME_PIXELS
     for path, best, error in predict_videos(model, videos, sampling, mode=FLAGS.mode, class_names=class_names,
-                                            top_k=FLAGS.top_k):
+                                            top_k=FLAGS.top_k, max_frame_pixels=max_frame_pixels):
         if error is not None:
             print(f"error: {error}", file=sys.stderr)
             failed += 1

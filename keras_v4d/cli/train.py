@@ -3,8 +3,13 @@ r"""Train a model of the zoo on a video dataset with the paper's recipe.
     keras-v4d train --model V4DResNet18 --train train.txt --val val.txt \
         --num_classes 200 --output runs/v4d --epochs 100 --batch_size 8
 
-Checkpoints every epoch under --output; run the same command again after an interruption and
-training resumes from the last completed epoch. --strategy mirrored|multiworker distributes it.
+One run per folder: --output records the run's settings (run.json) and its checkpoints. Run the
+same command again after an interruption and training resumes from the newest readable checkpoint;
+with a larger --epochs a finished run continues; a command with other settings is refused, naming
+each difference (--overwrite deletes that run first). A NaN or infinite loss stops the run at once,
+naming the epoch and step, with the last finite checkpoint as the resume point (exit code 3).
+--strategy mirrored|multiworker distributes it (workers may share one --output: the chief writes
+there, the others under --output/workers/).
 Shows a progress bar per epoch on a terminal (one line per epoch otherwise) and writes TensorBoard
 logs under --output/tensorboard (--notensorboard to leave them out). Videos that cannot be read are
 skipped and counted per epoch (the log, history.csv, skipped.csv, TensorBoard); --strict stops at
@@ -15,7 +20,7 @@ import os
 
 from absl import flags
 
-from keras_v4d.cli.common import EXIT_BAD_INPUT, CommandError, define_sampling_flags, run
+from keras_v4d.cli.common import EXIT_BAD_INPUT, EXIT_DIVERGED, CommandError, define_sampling_flags, run
 from keras_v4d.training.distribution import STRATEGIES
 from keras_v4d.training.recipe import PAPER_DECAY_EPOCHS
 
@@ -28,7 +33,9 @@ flags.DEFINE_integer("num_classes", None, "Number of classes (default: from the 
                      flag_values=FLAGS)
 flags.DEFINE_string("output", None, "Folder for checkpoints, last.keras, history.csv and settings.json.",
                     flag_values=FLAGS)
-flags.DEFINE_integer("epochs", 100, "Epochs in total (counting epochs already completed).", flag_values=FLAGS)
+flags.DEFINE_integer("epochs", 100, "Epochs in total, counting those the run in --output has completed: a larger "
+                     "number continues a finished run; the same number does nothing; a smaller one is refused.",
+                     lower_bound=1, flag_values=FLAGS)
 flags.DEFINE_integer("batch_size", 8, "Global batch size in videos.", flag_values=FLAGS)
 define_sampling_flags(FLAGS)
 flags.DEFINE_float("lr", 0.01, "Base learning rate.", flag_values=FLAGS)
@@ -47,14 +54,21 @@ flags.DEFINE_bool("low_memory", False, "CPU: TensorFlow's system allocator and a
                   flag_values=FLAGS)
 flags.DEFINE_string("init_weights", None, "Optional .weights.h5 to start from (e.g. a 3D backbone).", flag_values=FLAGS)
 flags.DEFINE_bool("tensorboard", True, "Write TensorBoard logs under --output/tensorboard.", flag_values=FLAGS)
+flags.DEFINE_bool("overwrite", False, "Delete the run already in --output (its checkpoints, logs and settings; "
+                  "nothing else) and start this one there. Without it, a folder holding a run with other settings "
+                  "is refused.", flag_values=FLAGS)
+flags.DEFINE_integer("max_frame_pixels", None, "A video whose frames have more pixels (width × height, read from its "
+                     "header before decoding) is skipped like any bad video (default: "
+                     "keras_v4d.data.MAX_FRAME_PIXELS, 4096×4096).", lower_bound=1, flag_values=FLAGS)
 flags.DEFINE_bool("strict", False, "Stop at the first video that cannot be read instead of skipping it.",
                   flag_values=FLAGS)
 
 
 def main(argv):
-    from keras_v4d.data import BadVideoError
+    from keras_v4d.data import MAX_FRAME_PIXELS, BadVideoError
     from keras_v4d.models import BUILDERS
     from keras_v4d.sampling import DEFAULT_SAMPLING, VideoSampling
+    from keras_v4d.training.callbacks import TrainingDiverged
     from keras_v4d.training.run import train
 
     if len(argv) > 1:
@@ -67,16 +81,21 @@ def main(argv):
         sampling = VideoSampling(train_units=FLAGS.num_units, frames_per_unit=FLAGS.frames_per_unit,
                                  stride=FLAGS.stride, crop_size=FLAGS.crop_size, short_side=FLAGS.short_side,
                                  test_num_units=max(FLAGS.num_units, DEFAULT_SAMPLING.test_num_units))
-        train(FLAGS.model, FLAGS.train, FLAGS.output, sampling=sampling, val_data=FLAGS.val,
+        history = train(FLAGS.model, FLAGS.train, FLAGS.output, sampling=sampling, val_data=FLAGS.val,
               num_classes=FLAGS.num_classes, epochs=FLAGS.epochs, batch_size=FLAGS.batch_size, lr=FLAGS.lr,
               weight_decay=FLAGS.weight_decay,
               decay_epochs=[int(e) for e in FLAGS.decay_epochs], strategy=FLAGS.strategy,
               mixed_precision=FLAGS.mixed_precision, low_memory=FLAGS.low_memory, init_weights=FLAGS.init_weights,
-              tensorboard=FLAGS.tensorboard, strict=FLAGS.strict)
+              tensorboard=FLAGS.tensorboard, strict=FLAGS.strict, overwrite=FLAGS.overwrite,
+                        max_frame_pixels=FLAGS.max_frame_pixels or MAX_FRAME_PIXELS)
     except BadVideoError as error:  # --strict
         raise CommandError(f"--train/--val: {error}", code=EXIT_BAD_INPUT) from None
+    except TrainingDiverged as error:
+        raise CommandError(f"diverged: {error}", code=EXIT_DIVERGED) from None
     except (OSError, ValueError) as error:
         raise CommandError(str(error)) from None
+    if history is None:  # the run had already completed --epochs; train() said so
+        return 0
     print(f"done: {FLAGS.epochs} epochs; model at {os.path.join(FLAGS.output, 'last.keras')}")
     return 0
 

@@ -1,6 +1,7 @@
 """Video data: action-unit sampling, video files, rawframe folders and TFRecords, ``tf.data`` pipelines."""
 
 from keras_v4d.data.frame_indices import segment_indices, unit_span
+from keras_v4d.data.frame_size import MAX_FRAME_PIXELS
 from keras_v4d.data.pipeline import (
     BadVideoError,
     SkipLog,
@@ -33,7 +34,8 @@ from keras_v4d.data.video_io import (
 )
 
 __all__ = [
-    "BadVideoError", "RawFrames", "SkipLog", "TFRecordFiles", "VideoDataset", "VideoFiles", "VideoReadError",
+    "MAX_FRAME_PIXELS", "BadVideoError", "RawFrames", "SkipLog", "TFRecordFiles", "VideoDataset", "VideoFiles",
+    "VideoReadError",
     "bad_video_message", "count_frames", "count_tfrecords", "encode_example", "eval_transform", "load_video_views",
     "normalize_imagenet", "parse_example", "read_all_frames", "read_annotations", "read_class_folders",
     "read_frames", "read_rawframe_annotations", "read_video_units", "resolve_source", "sample_video", "scan_shard",

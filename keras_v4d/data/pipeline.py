@@ -21,6 +21,13 @@ import numpy as np
 import tensorflow as tf
 
 from keras_v4d.data.frame_indices import segment_indices
+from keras_v4d.data.frame_size import (
+    MAX_FRAME_PIXELS,
+    check_max_frame_pixels,
+    encoded_frame_size,
+    frame_size_error,
+    frame_size_of,
+)
 from keras_v4d.data.sources import (
     DEFAULT_FRAME_TEMPLATE,
     RawFrames,
@@ -127,14 +134,16 @@ class VideoDataset:
     num_videos: int | None
 
 
-def read_video_units(path, num_units, frames_per_unit, stride, training=False, skip_log=None, seed=None):
+def read_video_units(path, num_units, frames_per_unit, stride, training=False, skip_log=None, seed=None,
+                     max_frame_pixels=MAX_FRAME_PIXELS):
     """The frames of U units sampled from the video file at ``path``: ``(U·T, H, W, 3)`` uint8.
 
     A partly decodable file is sampled over the frames that decode and recorded with
     ``skip_log.repair`` (or logged as a warning without a ``skip_log``). Raises
-    ``VideoReadError`` naming ``path`` when the file cannot be opened or no frame decodes.
+    ``VideoReadError`` naming ``path`` when the file cannot be opened, no frame decodes or its
+    frames are larger than ``max_frame_pixels`` (width × height, from the header; None: no limit).
     """
-    frames, repair = sample_video(path, num_units, frames_per_unit, stride, training, seed)
+    frames, repair = sample_video(path, num_units, frames_per_unit, stride, training, seed, max_frame_pixels)
     if repair is not None:
         if skip_log is not None:
             skip_log.repair(path, *repair)
@@ -147,11 +156,12 @@ def read_video_units(path, num_units, frames_per_unit, stride, training=False, s
 def load_video_views(path, num_units=DEFAULT_SAMPLING.test_num_units, frames_per_unit=DEFAULT_SAMPLING.frames_per_unit,
                      stride=DEFAULT_SAMPLING.stride, crop_size=DEFAULT_SAMPLING.test_crop,
                      short_side=DEFAULT_SAMPLING.short_side, num_crops=DEFAULT_SAMPLING.test_num_crops,
-                     skip_log=None):
+                     skip_log=None, max_frame_pixels=MAX_FRAME_PIXELS):
     """One video file as evaluation views ``(num_crops, U, T, S, S, 3)`` float32 (centred units,
     the same preprocessing as ``video_dataset(training=False)``). Raises ``VideoReadError``;
     a partly decodable file is repaired (see ``read_video_units``)."""
-    frames = read_video_units(path, num_units, frames_per_unit, stride, skip_log=skip_log)
+    frames = read_video_units(path, num_units, frames_per_unit, stride, skip_log=skip_log,
+                              max_frame_pixels=max_frame_pixels)
     views = eval_transform(tf.convert_to_tensor(frames), crop_size, short_side, num_crops)
     return tf.reshape(views, (num_crops, num_units, frames_per_unit, crop_size, crop_size, 3))
 
@@ -160,6 +170,16 @@ def _decode_jpegs(jpegs):
     """JPEG strings ``(n,)`` → RGB uint8 ``(n, H, W, 3)`` (``preprocess_ops_3d.decode_jpeg`` without its
     deprecated ``map_fn`` arguments, which print warnings)."""
     return tf.map_fn(lambda data: tf.io.decode_jpeg(data, channels=3), jpegs, fn_output_signature=tf.uint8)
+
+
+def _frames_fit(jpegs, max_frame_pixels):
+    """Whether every encoded frame of ``jpegs`` ``(n,)`` has an image header (JPEG, PNG, GIF) whose size
+    is within ``max_frame_pixels``: read before anything is decoded, so a bomb is never decoded."""
+    sizes = tf.map_fn(encoded_frame_size, jpegs, fn_output_signature=tf.int64)
+    known = tf.reduce_all(sizes >= 0)
+    if max_frame_pixels is None:
+        return known
+    return known & tf.reduce_all(sizes[:, 0] * sizes[:, 1] <= max_frame_pixels)
 
 
 def _guarded(dataset, load, fallback, training):
@@ -189,12 +209,25 @@ def _units(num_frames, sample_args, training, sample_seed, seeded):
     return segment_indices(num_frames, *sample_args, training, seed=seed)
 
 
+_INT32_LABELS = 2**31  # labels travel as int32: a larger one would wrap around to another class
+
+
+def _label_problem(label, num_classes):
+    """Why ``label`` is no class index (outside ``[0, num_classes)``, or beyond int32), or None."""
+    if num_classes is not None and not 0 <= label < num_classes:
+        return f"label {label} outside [0, {num_classes})"
+    if not 0 <= label < _INT32_LABELS:
+        return f"label {label} outside [0, {_INT32_LABELS - 1}], the int32 range of class indices"
+    return None
+
+
 def _check_labels(videos, num_classes, skip_log):
     keep = []
     counts = getattr(videos, "num_frames", None)
     for i, label in enumerate(videos.labels):
-        if label < 0 or (num_classes is not None and label >= num_classes):
-            skip_log.reject(videos.ids[i], f"label {label} outside [0, {num_classes})")
+        problem = _label_problem(label, num_classes)
+        if problem is not None:
+            skip_log.reject(videos.ids[i], problem)
         elif counts is not None and counts[i] < 1:
             skip_log.reject(videos.ids[i], f"total_frames is {counts[i]}: the folder has no frames to sample")
         else:
@@ -216,7 +249,7 @@ def _listed(videos, keep, columns, training, seed):
     return dataset
 
 
-def _from_video_files(videos, num_classes, training, sample_args, skip_log, seed):
+def _from_video_files(videos, num_classes, training, sample_args, skip_log, seed, max_frame_pixels):
     keep = _check_labels(videos, num_classes, skip_log)
     dataset = _listed(videos, keep, (videos.paths, videos.labels, videos.ids), training, seed)
     num_units, frames_per_unit, stride = sample_args
@@ -227,7 +260,7 @@ def _from_video_files(videos, num_classes, training, sample_args, skip_log, seed
         path, video_id = path.numpy().decode(), video_id.numpy().decode()
         unit_seed = tf.constant([int(sample_seed.numpy()), 0], tf.int64) if seeded else None
         try:
-            frames, repair = sample_video(path, *sample_args, training, unit_seed)
+            frames, repair = sample_video(path, *sample_args, training, unit_seed, max_frame_pixels)
         except VideoReadError as error:
             skip_log.reject(video_id, str(error))
             return empty, False
@@ -250,22 +283,24 @@ def _from_video_files(videos, num_classes, training, sample_args, skip_log, seed
         lambda frames, label, video_id, ok: (frames, label, video_id)), len(keep)
 
 
-def _diagnose_rawframes(videos, i):
+def _diagnose_rawframes(videos, i, max_frame_pixels):
     """Why folder ``i`` of a rawframe list cannot be read (runs only for a folder that failed)."""
     try:
-        read_rawframe_folder(videos.dirs[i], videos.num_frames[i], videos.template, videos.start_index)
+        read_rawframe_folder(videos.dirs[i], videos.num_frames[i], videos.template, videos.start_index,
+                             max_frame_pixels)
     except VideoReadError as error:
         return str(error)
     return f"frames in {videos.dirs[i]} could not be read (they can now: a transient error?)"
 
 
-def _from_rawframes(videos, num_classes, training, sample_args, skip_log, seed):
+def _from_rawframes(videos, num_classes, training, sample_args, skip_log, seed, max_frame_pixels):
     keep = _check_labels(videos, num_classes, skip_log)
     dataset = _listed(videos, keep, (videos.dirs, videos.num_frames, videos.labels, videos.ids,
                                      list(range(len(videos)))), training, seed)
     num_units, frames_per_unit, stride = sample_args
     prefix, width, fill, suffix = parse_frame_template(videos.template)
     seeded = training and seed is not None
+    empty = tf.zeros((num_units * frames_per_unit, 1, 1, 3), tf.uint8)
 
     def load(directory, total, label, video_id, index, sample_seed):
         indices = tf.reshape(_units(total, sample_args, training, sample_seed, seeded), (-1,))
@@ -274,16 +309,17 @@ def _from_rawframes(videos, num_classes, training, sample_args, skip_log, seed):
                                  tf.strings.as_string(unique + videos.start_index, width=width, fill=fill), suffix])
         # Only the sampled frames' files are read.
         jpegs = tf.map_fn(tf.io.read_file, names, fn_output_signature=tf.string)
-        frames = tf.gather(_decode_jpegs(jpegs), position)
+        fits = _frames_fit(jpegs, max_frame_pixels)
+        frames = tf.cond(fits, lambda: tf.gather(_decode_jpegs(jpegs), position), lambda: empty)
         frames.set_shape((num_units * frames_per_unit, None, None, 3))
-        return frames, label, video_id, index, tf.constant(True)
+        return frames, label, video_id, index, fits
 
     def failed(directory, total, label, video_id, index, sample_seed):
-        return tf.zeros((num_units * frames_per_unit, 1, 1, 3), tf.uint8), label, video_id, index, tf.constant(False)
+        return empty, label, video_id, index, tf.constant(False)
 
     def report(index):
         index = int(index.numpy())
-        skip_log.reject(videos.ids[index], _diagnose_rawframes(videos, index))
+        skip_log.reject(videos.ids[index], _diagnose_rawframes(videos, index, max_frame_pixels))
         return False
 
     dataset = _guarded(dataset, load, failed, training and seed is None)
@@ -324,7 +360,7 @@ def count_tfrecords(files, workers=16):
         return None
 
 
-def _from_tfrecords(records, num_classes, training, sample_args, skip_log, shuffle_buffer, seed):
+def _from_tfrecords(records, num_classes, training, sample_args, skip_log, shuffle_buffer, seed, max_frame_pixels):
     if not records.files:
         raise ValueError("video_dataset: the TFRecord source has no files")
     num_units, frames_per_unit, stride = sample_args
@@ -354,7 +390,8 @@ def _from_tfrecords(records, num_classes, training, sample_args, skip_log, shuff
     dataset = dataset.map(lambda record, path, index, last: (record, path, index))
     if training:
         dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    upper = num_classes if num_classes is not None else np.iinfo(np.int32).max
+    # The labels are compared as int64, as stored: a label beyond int32 would wrap around to another class.
+    upper = tf.constant(num_classes if num_classes is not None else _INT32_LABELS, tf.int64)
     empty = tf.zeros((num_units * frames_per_unit, 1, 1, 3), tf.uint8)
     OK, NO_FRAMES, BAD_LABEL, UNREADABLE = 0, 1, 2, 3
 
@@ -366,26 +403,30 @@ def _from_tfrecords(records, num_classes, training, sample_args, skip_log, shuff
 
         def decode():
             indices = segment_indices(num_frames, num_units, frames_per_unit, stride, training)
-            # Only the sampled frames' JPEGs are decoded.
+            # Only the sampled frames' JPEGs are decoded, and only when their headers are within the limit.
             jpegs = tf.gather(example["frames"], tf.reshape(indices, (-1,)))
-            return _decode_jpegs(jpegs)
+            return tf.cond(_frames_fit(jpegs, max_frame_pixels), lambda: (_decode_jpegs(jpegs), tf.constant(OK)),
+                           lambda: (empty, tf.constant(UNREADABLE)))
 
-        frames = tf.cond(status == OK, decode, lambda: empty)
+        frames, status = tf.cond(status == OK, decode, lambda: (empty, status))
         frames.set_shape((num_units * frames_per_unit, None, None, 3))
-        return frames, label, example["video_id"], status, tf.constant(b""), path, index
+        diagnose = tf.where(status == UNREADABLE, record, tf.constant(b""))  # only a failed record travels on
+        return frames, label, example["video_id"], status, diagnose, path, index
 
     def failed(record, path, index):
-        return empty, tf.constant(-1), tf.constant(b""), tf.constant(UNREADABLE), record, path, index
+        return (empty, tf.constant(-1, tf.int64), tf.constant(b""), tf.constant(UNREADABLE), record, path,
+                index)
 
     def report(status, video_id, label, record, path, index):
         status, path, index = int(status.numpy()), path.numpy().decode(), int(index.numpy())
         video_id = video_id.numpy().decode() or f"{path} record #{index}"
+        where = f"record #{index} of {path}"
         if status == NO_FRAMES:
-            skip_log.reject(video_id, "the video has no frames")
+            skip_log.reject(video_id, f"the video has no frames ({where})")
         elif status == BAD_LABEL:
-            skip_log.reject(video_id, f"label {int(label.numpy())} outside [0, {num_classes})")
+            skip_log.reject(video_id, f"{_label_problem(int(label.numpy()), num_classes)} ({where})")
         else:
-            video_id, reason = _diagnose_record(record.numpy(), path, index)
+            video_id, reason = _diagnose_record(record.numpy(), path, index, max_frame_pixels)
             skip_log.reject(video_id, reason)
         return False
 
@@ -393,11 +434,12 @@ def _from_tfrecords(records, num_classes, training, sample_args, skip_log, shuff
     dataset = dataset.filter(lambda frames, label, video_id, status, record, path, index: tf.cond(
         status == OK, lambda: tf.constant(True),
         lambda: tf.py_function(report, [status, video_id, label, record, path, index], Tout=tf.bool)))
-    return (dataset.map(lambda frames, label, video_id, status, record, path, index: (frames, label, video_id)),
+    return (dataset.map(lambda frames, label, video_id, status, record, path, index:
+                        (frames, tf.cast(label, tf.int32), video_id)),  # in range: checked above
             count_tfrecords(records.files))
 
 
-def _diagnose_record(record, path, index):
+def _diagnose_record(record, path, index, max_frame_pixels):
     """``(video, reason)`` for a record that could not be parsed or decoded (runs only for such a record)."""
     where = f"record #{index} of {path}"
     try:
@@ -409,6 +451,13 @@ def _diagnose_record(record, path, index):
     shape = None
     for k, jpeg in enumerate(frames):
         try:
+            height, width = frame_size_of(jpeg)
+            if height < 0:
+                return video_id, (f"frame {k} of {len(frames)} is not a decodable JPEG (no JPEG, PNG or GIF header) "
+                                  f"({where})")
+            too_large = frame_size_error(f"frame {k} of {len(frames)}", width, height, max_frame_pixels)
+            if too_large is not None:
+                return video_id, f"{too_large} ({where})"
             image = tf.io.decode_jpeg(jpeg, channels=3)
         except tf.errors.OpError as error:
             return video_id, f"frame {k} of {len(frames)} is not a decodable JPEG ({error.message}) ({where})"
@@ -424,7 +473,7 @@ def video_dataset(source, *, training, num_units=None, frames_per_unit=DEFAULT_S
                   short_side=DEFAULT_SAMPLING.short_side, num_crops=None, root=None,
                   class_names=None, strict=None, shuffle_buffer=256, seed=None, drop_remainder=None,
                   area_range=(0.25, 1.0), source_format=None, frame_template=DEFAULT_FRAME_TEMPLATE,
-                  frame_start=1):
+                  frame_start=1, max_frame_pixels=MAX_FRAME_PIXELS):
     """A ``VideoDataset``: a ``tf.data.Dataset`` of whole-video samples with U action units each (V4D §3.1).
 
     Args:
@@ -455,11 +504,16 @@ def video_dataset(source, *, training, num_units=None, frames_per_unit=DEFAULT_S
         strict: raise ``BadVideoError`` naming the video (or shard) at the first bad sample instead
             of skipping it; defaults to ``not training``. With ``strict=False`` evaluation yields
             every readable video and lists the others in ``skip_log.entries``.
+        max_frame_pixels: a video whose frames have more pixels (width × height, read from the
+            video's stream header, or each sampled frame file's or record frame's JPEG header, before
+            anything is decoded) is a bad sample, not decoded; None: no limit. Default
+            ``MAX_FRAME_PIXELS`` (4096², every 4K format in either orientation).
         seed: makes shuffling, the training units' offsets and the random crops and flips
             reproducible (for video files and rawframes the same seed and list give the same units
             for each video in each epoch; the parallel stages then keep their order, so batches
             are reproducible too).
-    Bad samples (unreadable files or folders, missing or undecodable frames, labels out of range,
+    Bad samples (unreadable files or folders, missing or undecodable frames, frames over
+    ``max_frame_pixels``, labels out of range (or beyond int32),
     undecodable TFRecord records, damaged shards — logged with the shard's path and how many
     records were read before the damage) are skipped, counted and logged; partly decodable video
     files are sampled over the frames that decode and recorded as repaired.
@@ -485,6 +539,7 @@ def video_dataset(source, *, training, num_units=None, frames_per_unit=DEFAULT_S
                         (frames_per_unit, "frames_per_unit"), (stride, "stride")):
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"video_dataset: `{name}` must be a positive int, got {value!r}.")
+    check_max_frame_pixels(max_frame_pixels, "video_dataset: `max_frame_pixels`")
     resolved = resolve_source(source, root, class_names, source_format, frame_template, frame_start)
     if num_classes is None and resolved.class_names:
         num_classes = len(resolved.class_names)
@@ -492,10 +547,10 @@ def video_dataset(source, *, training, num_units=None, frames_per_unit=DEFAULT_S
     sample_args = (num_units, frames_per_unit, stride)
     if isinstance(resolved, TFRecordFiles):
         dataset, num_videos = _from_tfrecords(resolved, num_classes, training, sample_args, skip_log, shuffle_buffer,
-                                              seed)
+                                              seed, max_frame_pixels)
     else:
         build = _from_rawframes if isinstance(resolved, RawFrames) else _from_video_files
-        dataset, num_videos = build(resolved, num_classes, training, sample_args, skip_log, seed)
+        dataset, num_videos = build(resolved, num_classes, training, sample_args, skip_log, seed, max_frame_pixels)
 
     if training:
         def transform(frames, label, video_id, augment_seed=None):

@@ -36,7 +36,11 @@ def encode_jpeg_example(jpegs, label, video_id):
 
 
 def parse_example(serialized):
-    """→ dict with ``frames`` (n,) JPEG strings, ``label`` int32 scalar (-1 if absent), ``video_id``."""
+    """→ dict with ``frames`` (n,) JPEG strings, ``label`` int64 scalar as stored (-1 if absent), ``video_id``.
+
+    The label stays int64: a reader checks its range before narrowing it (``2**32 + 1`` cast to int32
+    would read as class 1).
+    """
     context, sequence = tf.io.parse_single_sequence_example(
         serialized,
         context_features={
@@ -46,7 +50,7 @@ def parse_example(serialized):
         sequence_features={IMAGE_KEY: tf.io.FixedLenSequenceFeature((), tf.string)},
     )
     labels = tf.sparse.to_dense(context[LABEL_KEY])
-    label = tf.cond(tf.size(labels) > 0, lambda: tf.cast(labels[0], tf.int32), lambda: tf.constant(-1))
+    label = tf.cond(tf.size(labels) > 0, lambda: labels[0], lambda: tf.constant(-1, tf.int64))
     return {"frames": sequence[IMAGE_KEY], "label": label, "video_id": context[ID_KEY]}
 
 

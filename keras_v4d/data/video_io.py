@@ -11,12 +11,14 @@ import os
 import av
 import numpy as np
 
+from keras_v4d.data.frame_size import MAX_FRAME_PIXELS, frame_size_error, frame_size_of
+
 
 class VideoReadError(ValueError):
     """A video file (or frame folder) that cannot be read; the message names it and the reason."""
 
 
-def _open(path):
+def _open(path, max_frame_pixels=MAX_FRAME_PIXELS):
     if not os.path.isfile(path):
         raise VideoReadError(f"{path}: file not found")
     try:
@@ -26,16 +28,22 @@ def _open(path):
     if not container.streams.video:
         container.close()
         raise VideoReadError(f"{path}: no video stream (an empty or audio-only file)")
+    context = container.streams.video[0].codec_context
+    reason = frame_size_error(path, context.width, context.height, max_frame_pixels)
+    if reason is not None:
+        container.close()
+        raise VideoReadError(reason)
     return container
 
 
-def count_frames(path):
+def count_frames(path, max_frame_pixels=MAX_FRAME_PIXELS):
     """Number of frames of the first video stream as the file claims it.
 
     Uses the header's count; without one, counts the packets (a damaged tail ends the count, so
-    the packets before it are what is claimed).
+    the packets before it are what is claimed). Frames larger than ``max_frame_pixels`` (width ×
+    height in the stream's header; None: no limit) are a ``VideoReadError``.
     """
-    container = _open(path)
+    container = _open(path, max_frame_pixels)
     try:
         stream = container.streams.video[0]
         if stream.frames:
@@ -52,17 +60,18 @@ def count_frames(path):
         container.close()
 
 
-def _decode(path, wanted, last, threaded=True):
+def _decode(path, wanted, last, threaded=True, max_frame_pixels=MAX_FRAME_PIXELS, each=None):
     """Decodes sequentially up to frame ``last`` (or the end), tolerating damaged packets.
 
-    Returns ``(found, decoded, error)``: RGB frames at the ``wanted`` positions, how many frames
+    Returns ``(found, decoded, error)``: RGB frames at the ``wanted`` positions (with ``each``: none;
+    ``each(index, av.VideoFrame)`` is called on every frame as it decodes instead), how many frames
     decoded, and the first decoding error (or None). Decoding goes on past a packet that fails
     and stops where the demuxer stops (a cut file); the frames still held by the decoder are
     flushed. ``threaded=False`` decodes on one thread: slower, but FFmpeg's frame threads drop the
     frames in flight when a packet is damaged, so it finds every frame of a damaged file.
     """
     found, decoded, first_error = {}, 0, None
-    container = _open(path)
+    container = _open(path, max_frame_pixels)
     try:
         stream = container.streams.video[0]
         if threaded:
@@ -82,7 +91,12 @@ def _decode(path, wanted, last, threaded=True):
                 first_error = first_error or error
                 continue
             for frame in frames:
-                if decoded in wanted:
+                reason = frame_size_error(path, frame.width, frame.height, max_frame_pixels)
+                if reason is not None:  # larger than the header said (the resolution grew mid-stream)
+                    raise VideoReadError(reason)
+                if each is not None:
+                    each(decoded, frame)
+                elif decoded in wanted:
                     found[decoded] = frame.to_ndarray(format="rgb24")
                 decoded += 1
             if packet is None:
@@ -97,13 +111,13 @@ def _stopped(decoded, error):
     return reason + (f" (decoding stopped: {error})" if error is not None else "")
 
 
-def read_frames(path, indices):
+def read_frames(path, indices, max_frame_pixels=MAX_FRAME_PIXELS):
     """RGB uint8 frames ``(len(indices), H, W, 3)`` at ``indices`` (any order, repeats allowed).
 
     Decodes sequentially up to the last requested frame and converts only the requested ones to
     RGB (grayscale and other pixel formats are converted). Raises ``VideoReadError`` naming the
-    file if it cannot be decoded or fewer frames decode than requested; the message says how many
-    frames really decode.
+    file if it cannot be decoded, fewer frames decode than requested (the message says how many
+    really decode) or its frames are larger than ``max_frame_pixels`` (None: no limit).
     """
     indices = np.asarray(indices, dtype=np.int64).reshape(-1)
     if indices.size == 0:
@@ -111,9 +125,9 @@ def read_frames(path, indices):
     if indices.min() < 0:
         raise VideoReadError(f"{path}: negative frame index {int(indices.min())} requested")
     wanted = set(indices.tolist())
-    found, decoded, error = _decode(path, wanted, int(indices.max()))
+    found, decoded, error = _decode(path, wanted, int(indices.max()), max_frame_pixels=max_frame_pixels)
     if not wanted <= found.keys():  # damaged: try again on one thread, which loses no frame
-        found, decoded, error = _decode(path, wanted, int(indices.max()), threaded=False)
+        found, decoded, error = _decode(path, wanted, int(indices.max()), False, max_frame_pixels)
     missing = sorted(wanted - found.keys())
     if missing:
         raise VideoReadError(f"{path}: frame {missing[0]} requested but {_stopped(decoded, error)}")
@@ -136,17 +150,17 @@ def _stack(path, frames):
     return np.stack(frames)
 
 
-def read_all_frames(path, with_repair=False):
+def read_all_frames(path, with_repair=False, max_frame_pixels=MAX_FRAME_PIXELS):
     """Every frame that decodes, RGB uint8 ``(n, H, W, 3)``; raises ``VideoReadError`` when none does.
 
     With ``with_repair``, returns ``(frames, repair)``: ``repair`` is ``(frames_decoded,
     frames_claimed)`` when fewer frames decode than the file claims, else None.
     """
-    claimed = count_frames(path)
-    found, decoded, error = _decode(path, _Everything(), float("inf"))
+    claimed = count_frames(path, max_frame_pixels)
+    found, decoded, error = _decode(path, _Everything(), float("inf"), max_frame_pixels=max_frame_pixels)
     if decoded < claimed:  # damaged: try again on one thread, which loses no frame
         found, decoded, error = max((found, decoded, error),
-                                    _decode(path, _Everything(), float("inf"), threaded=False),
+                                    _decode(path, _Everything(), float("inf"), False, max_frame_pixels),
                                     key=lambda result: result[1])
     if not decoded:
         raise VideoReadError(f"{path}: no frame decodes (the file claims {claimed})"
@@ -157,7 +171,45 @@ def read_all_frames(path, with_repair=False):
     return frames, ((decoded, claimed) if decoded < claimed else None)
 
 
-def sample_video(path, num_units, frames_per_unit, stride, training=False, seed=None):
+def map_all_frames(path, function, with_repair=False, max_frame_pixels=MAX_FRAME_PIXELS):
+    """``[function(frame) for every frame that decodes]`` (RGB uint8 ``(H, W, 3)``, in order), decoding
+    one frame at a time: a long video is never held whole as decoded frames, only as what ``function``
+    returns (e.g. JPEG bytes).
+
+    The same frames, ``VideoReadError``s and repair as ``read_all_frames``: with ``with_repair``,
+    returns ``(results, repair)``.
+    """
+    def decode(threaded):
+        results, first = [], None
+
+        def each(index, frame):
+            nonlocal first
+            array = frame.to_ndarray(format="rgb24")
+            first = array.shape if first is None else first
+            if array.shape != first:
+                raise VideoReadError(f"{path}: the resolution changes mid-stream (frame {index} is "
+                                     f"{array.shape[1]}×{array.shape[0]}, the first {first[1]}×{first[0]})")
+            results.append(function(array))
+
+        _, decoded, error = _decode(path, (), float("inf"), threaded, max_frame_pixels, each)
+        return results, decoded, error
+
+    claimed = count_frames(path, max_frame_pixels)
+    results, decoded, error = decode(threaded=True)
+    if decoded < claimed:  # damaged: try again on one thread, which loses no frame
+        again = decode(threaded=False)
+        if again[1] > decoded:
+            results, decoded, error = again
+    if not decoded:
+        raise VideoReadError(f"{path}: no frame decodes (the file claims {claimed})"
+                             + (f": {error}" if error is not None else ""))
+    if not with_repair:
+        return results
+    return results, ((decoded, claimed) if decoded < claimed else None)
+
+
+def sample_video(path, num_units, frames_per_unit, stride, training=False, seed=None,
+                 max_frame_pixels=MAX_FRAME_PIXELS):
     """Frames of U action units sampled from a video file, repairing a partly decodable one.
 
     The units are placed over the frame count the file claims. When decoding stops before a
@@ -168,38 +220,41 @@ def sample_video(path, num_units, frames_per_unit, stride, training=False, seed=
         ``(frames (U·T, H, W, 3) uint8, repair)`` where ``repair`` is None, or
         ``(frames_decoded, frames_claimed)`` when the video was re-sampled.
     Raises:
-        ``VideoReadError`` naming ``path`` when no frame decodes.
+        ``VideoReadError`` naming ``path`` when no frame decodes, or when its frames are larger than
+        ``max_frame_pixels`` (width × height, read from the stream's header before decoding; None:
+        no limit).
     """
     from keras_v4d.data.frame_indices import segment_indices
 
-    claimed = count_frames(path)
+    claimed = count_frames(path, max_frame_pixels)
     if claimed == 0:
         raise VideoReadError(f"{path}: the video has no frames")
     indices = segment_indices(claimed, num_units, frames_per_unit, stride, training, seed).numpy().reshape(-1)
     wanted = set(indices.tolist())
-    found, decoded, error = _decode(path, wanted, int(indices.max()))
+    found, decoded, error = _decode(path, wanted, int(indices.max()), max_frame_pixels=max_frame_pixels)
     if wanted <= found.keys():
         return _stack(path, [found[i] for i in indices.tolist()]), None
     # Damaged: count the frames that decode (on one thread, which loses none), sample over them.
-    _, decoded, error = _decode(path, (), float("inf"), threaded=False)
+    _, decoded, error = _decode(path, (), float("inf"), False, max_frame_pixels)
     if decoded == 0:
         raise VideoReadError(f"{path}: no frame decodes (the file claims {claimed})"
                              + (f": {error}" if error is not None else ""))
     indices = segment_indices(decoded, num_units, frames_per_unit, stride, training, seed).numpy().reshape(-1)
     wanted = set(indices.tolist())
-    found, again, error = _decode(path, wanted, int(indices.max()), threaded=False)
+    found, again, error = _decode(path, wanted, int(indices.max()), False, max_frame_pixels)
     missing = sorted(wanted - found.keys())
     if missing:  # cannot happen unless decoding is not reproducible
         raise VideoReadError(f"{path}: frame {missing[0]} requested but {_stopped(again, error)}")
     return _stack(path, [found[i] for i in indices.tolist()]), (decoded, claimed)
 
 
-def read_rawframe_folder(directory, num_frames, template, start_index):
+def read_rawframe_folder(directory, num_frames, template, start_index, max_frame_pixels=MAX_FRAME_PIXELS):
     """The JPEG files of a rawframe folder (``bytes`` each, every one decoded once to check it) and
     the frames' size ``(H, W, 3)``.
 
     Raises ``VideoReadError`` naming the folder when it is missing, a frame file is missing, a
-    frame is not a decodable JPEG or the frames differ in size.
+    frame is not a decodable JPEG, is larger than ``max_frame_pixels`` (read from its header,
+    before decoding; None: no limit) or the frames differ in size.
     """
     import tensorflow as tf
 
@@ -221,6 +276,12 @@ def read_rawframe_folder(directory, num_frames, template, start_index):
         with open(path, "rb") as handle:
             data = handle.read()
         try:
+            height, width = frame_size_of(data)
+            if height < 0:
+                raise VideoReadError(f"frame file {path} is not a decodable JPEG (no JPEG, PNG or GIF header)")
+            reason = frame_size_error(f"frame file {path}", width, height, max_frame_pixels)
+            if reason is not None:
+                raise VideoReadError(reason)
             image_shape = tuple(tf.io.decode_jpeg(data, channels=3).shape)
         except tf.errors.OpError as error:
             raise VideoReadError(f"frame file {path} is not a decodable JPEG ({error.message})") from None

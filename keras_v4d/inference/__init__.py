@@ -9,7 +9,10 @@ import importlib
 
 from keras_v4d.inference.metrics import MeanClassAccuracy, accuracy_metrics, top_classes, top_k_indices
 from keras_v4d.inference.video_level import (
+    MAX_UNIT_COMBINATIONS,
     VideoLevelPredictor,
+    check_unit_combinations,
+    count_unit_combinations,
     unit_combinations,
     unit_sections,
     video_level_predict,
@@ -24,5 +27,6 @@ def __getattr__(name):
     raise AttributeError(f"module 'keras_v4d.inference' has no attribute {name!r}")
 
 
-__all__ = ["MeanClassAccuracy", "VideoLevelPredictor", "accuracy_metrics", "evaluate", "predict_videos",
-           "top_classes", "top_k_indices", "unit_combinations", "unit_sections", "video_level_predict"]
+__all__ = ["MAX_UNIT_COMBINATIONS", "MeanClassAccuracy", "VideoLevelPredictor", "accuracy_metrics",
+           "check_unit_combinations", "count_unit_combinations", "evaluate", "predict_videos", "top_classes",
+           "top_k_indices", "unit_combinations", "unit_sections", "video_level_predict"]

@@ -24,9 +24,10 @@ import tensorflow as tf
 from keras import ops
 from tqdm import tqdm
 
-from keras_v4d.data import BadVideoError, bad_video_message, resolve_source, video_dataset
+from keras_v4d.atomic import open_atomically
+from keras_v4d.data import MAX_FRAME_PIXELS, BadVideoError, bad_video_message, resolve_source, video_dataset
 from keras_v4d.inference.metrics import accuracy_metrics
-from keras_v4d.inference.video_level import VideoLevelPredictor, video_level_predict
+from keras_v4d.inference.video_level import VideoLevelPredictor, check_unit_combinations, video_level_predict
 from keras_v4d.sampling import resolve_sampling
 
 logger = logging.getLogger("keras_v4d.evaluate")
@@ -64,30 +65,30 @@ def write_report(output, metrics, rows, ids, y_true, scores, unreadable=(), repa
     (``video, reason`` per video evaluated on the frames that decoded) under ``output``."""
     os.makedirs(output, exist_ok=True)
     predicted = scores.argmax(-1)
-    with open(os.path.join(output, "metrics.json"), "w") as handle:
+    with open_atomically(os.path.join(output, "metrics.json"), "w", encoding="utf-8") as handle:
         # Strict JSON: no video evaluated gives accuracies of null, not a bare NaN.
         json.dump({k: None if isinstance(v, float) and math.isnan(v) else v for k, v in metrics.items()}, handle,
                   indent=2, allow_nan=False)
-    with open(os.path.join(output, "per_class.csv"), "w", newline="") as handle:
+    with open_atomically(os.path.join(output, "per_class.csv"), "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["class", "name", "videos", "correct", "top1"])
         writer.writerows([(c, n, v, r, f"{a:.2f}") for c, n, v, r, a in rows])
-    with open(os.path.join(output, "predictions.csv"), "w", newline="") as handle:
+    with open_atomically(os.path.join(output, "predictions.csv"), "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["video", "label", "predicted", "score"])
         writer.writerows([(i, int(t), int(p), f"{s[p]:.4f}") for i, t, p, s in zip(ids, y_true, predicted, scores)])
-    with open(os.path.join(output, "unreadable.csv"), "w", newline="") as handle:
+    with open_atomically(os.path.join(output, "unreadable.csv"), "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["video", "reason"])
         writer.writerows(unreadable)
-    with open(os.path.join(output, "repaired.csv"), "w", newline="") as handle:
+    with open_atomically(os.path.join(output, "repaired.csv"), "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["video", "reason"])
         writer.writerows(repaired)
 
 
 def evaluate(model, data, sampling=None, *, mode="combinations", batch_size=2, class_names=None, output=None,
-             progress=True, metadata=None, strict=False):
+             progress=True, metadata=None, strict=False, max_frame_pixels=MAX_FRAME_PIXELS):
     """Video-level evaluation of ``model`` on the test source ``data``.
 
     Every readable video is evaluated; a video that cannot be read is left out of the metrics,
@@ -107,22 +108,27 @@ def evaluate(model, data, sampling=None, *, mode="combinations", batch_size=2, c
             ``unreadable.csv`` and ``repaired.csv`` (optional).
         metadata: extra entries for ``metrics.json`` (e.g. the checkpoint's path).
         strict: raise ``BadVideoError`` at the first video that cannot be read.
+        max_frame_pixels: a video whose frames have more pixels (width × height, read from its
+            header before decoding) is unreadable; None: no limit (see ``video_dataset``).
     Returns:
         The metrics dict as written to ``metrics.json`` (``videos_evaluated`` (= ``videos``),
         ``videos_unreadable``, ``videos_repaired``, ``top1``, ``top5``, ``mean_class_accuracy`` — over
         the evaluated videos — and the settings), plus ``unreadable`` and ``repaired``: lists of
         ``(video, reason)``, which are not in ``metrics.json``.
     Raises:
-        ValueError when the source does not fit the model; with ``strict``, ``BadVideoError`` naming
+        ValueError when the source does not fit the model or U_infer makes more unit combinations than
+        ``MAX_UNIT_COMBINATIONS`` (``check_unit_combinations``); with ``strict``, ``BadVideoError`` naming
         the first video that cannot be read.
     """
     sampling = sampling or resolve_sampling(model)
+    if mode == "combinations":  # before any video is read
+        check_unit_combinations(sampling.test_num_units, sampling.train_units)
     num_classes = model.outputs[0].shape[-1]
     source = resolve_source(data, class_names=class_names)
     _check_source(source, num_classes, class_names, data)
     class_names = class_names or source.class_names
     videos = video_dataset(source, training=False, batch_size=batch_size, num_classes=num_classes, strict=strict,
-                           **sampling.test_arguments())
+                           max_frame_pixels=max_frame_pixels, **sampling.test_arguments())
     total = math.ceil(videos.num_videos / batch_size) if videos.num_videos else None  # known without decoding
     try:
         y_true, scores, ids = video_level_scores(model, videos.dataset, sampling.train_units, mode, progress, total)

@@ -18,6 +18,7 @@ clip/segment score averaging.
 """
 
 import itertools
+import math
 
 import numpy as np
 from keras import ops
@@ -26,6 +27,11 @@ from keras_v4d.models.video_model import VideoModel, ends_in_softmax
 
 MODES = ("combinations", "all_units")
 
+# The papers run 36 combinations (10 → 4); 40 units in 4 sections make 10⁴. Every combination runs the
+# head, and its windows of units are held per video and view (np.unique over B·V·n·K rows), so the
+# count, a product, grows into hours and gigabytes fast: 400 → 4 makes 10⁸ and ends in the OOM killer.
+MAX_UNIT_COMBINATIONS = 10_000
+
 
 def unit_sections(num_units, num_sections):
     """``num_units`` unit indices split into ``num_sections`` equal sections (V4D §3.4, Algorithm 1)."""
@@ -33,11 +39,37 @@ def unit_sections(num_units, num_sections):
     return [list(range(bounds[i], bounds[i + 1])) for i in range(num_sections)]
 
 
-def unit_combinations(num_units, train_units):
-    """Every choice of one unit per section: ``(n_combinations, train_units)`` int array."""
+def count_unit_combinations(num_units, train_units):
+    """How many combinations Algorithm 1 runs for U_infer = ``num_units``: the product of the section
+    sizes (computed from the bounds, so a huge ``num_units`` costs nothing)."""
+    bounds = [(i * num_units) // train_units for i in range(train_units + 1)]
+    return math.prod(bounds[i + 1] - bounds[i] for i in range(train_units))
+
+
+def check_unit_combinations(num_units, train_units, max_combinations=MAX_UNIT_COMBINATIONS, name="num_units"):
+    """Raises a ``ValueError`` naming ``name`` (the U_infer argument), the number of combinations and
+    the limit when ``num_units`` in ``train_units`` sections makes more than ``max_combinations``
+    (None: no limit); returns the number."""
     if num_units < train_units:
         raise ValueError(f"video-level inference needs U_infer >= train_units, got U_infer={num_units} "
                          f"and train_units={train_units}.")
+    count = count_unit_combinations(num_units, train_units)
+    if max_combinations is not None and count > max_combinations:
+        per_section = 1
+        while (per_section + 1) ** train_units <= max_combinations:
+            per_section += 1
+        raise ValueError(
+            f"{name}={num_units} (U_infer) in train_units={train_units} sections makes {count} unit combinations "
+            f"for Algorithm 1, over the limit of {max_combinations} (max_combinations): each one runs the "
+            f"network's head and is held in memory. Use at most {per_section * train_units} units, or mode "
+            "'all_units' (every unit through the network at once).")
+    return count
+
+
+def unit_combinations(num_units, train_units, max_combinations=MAX_UNIT_COMBINATIONS):
+    """Every choice of one unit per section: ``(n_combinations, train_units)`` int array; a
+    ``ValueError`` (see ``check_unit_combinations``) when there would be more than ``max_combinations``."""
+    check_unit_combinations(num_units, train_units, max_combinations)
     return np.array(list(itertools.product(*unit_sections(num_units, train_units))), dtype=np.int64)
 
 
@@ -75,13 +107,16 @@ class VideoLevelPredictor:
         max_elements: most input elements sent through a part in one call (bounds memory). The
             default holds 64 units of 4×224²×3 video; later parts, on smaller maps, take
             proportionally more units per call.
+        max_combinations: most unit combinations per video (``MAX_UNIT_COMBINATIONS``; None: no
+            limit); more is a ``ValueError`` naming U_infer, the count and the limit.
     """
 
-    def __init__(self, model, max_elements=64 * 4 * 224 * 224 * 3):
+    def __init__(self, model, max_elements=64 * 4 * 224 * 224 * 3, max_combinations=MAX_UNIT_COMBINATIONS):
         self.model = model
         self.parts = video_parts(model)
         self.outputs_probabilities = ends_in_softmax(model)
         self.max_elements = max_elements
+        self.max_combinations = max_combinations
         self.last_counts = None  # per 4D block: distinct windows per video it and its tail ran on
 
     def _gathered(self, fn, table, rows):
@@ -131,7 +166,7 @@ class VideoLevelPredictor:
     def __call__(self, videos, train_units):
         videos = ops.convert_to_tensor(videos, dtype="float32")
         batch, num_units = videos.shape[:2]
-        combinations = unit_combinations(num_units, train_units)  # (n, K)
+        combinations = unit_combinations(num_units, train_units, self.max_combinations)  # (n, K)
 
         def n3d(x):  # (m, 1, T, H, W, 3) → (m, T, h, w, C)
             return self.parts.n3d(x, training=False)[:, 0]

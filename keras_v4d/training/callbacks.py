@@ -1,13 +1,18 @@
-"""The callbacks of a training run: per-epoch checkpoints and resumption, ``history.csv``, a progress
-display, TensorBoard logs and, per epoch, what the input pipelines skipped or repaired."""
+"""The callbacks of a training run: per-epoch checkpoints written atomically, a stop at the first
+non-finite loss, ``history.csv``, a progress display, TensorBoard logs and, per epoch, what the input
+pipelines skipped or repaired."""
 
 import csv
+import math
 import os
 
 import keras
+import numpy as np
 from keras import ops
 
 from keras_v4d._compat import learning_rate_keeping_tensorboard, set_progress_target
+from keras_v4d.atomic import write_atomically
+from keras_v4d.training.run_folder import CHECKPOINT_NAME
 
 
 class EpochProgress(keras.callbacks.ProgbarLogger):
@@ -103,26 +108,81 @@ class DataReport(keras.callbacks.Callback):
                 writer.writerows(rows)
 
 
-def training_callbacks(output_dir, *, steps_per_epoch=None, skip_log=None, val_skip_log=None, tensorboard=True):
+class TrainingDiverged(RuntimeError):
+    """The loss or a weight became NaN or infinite; the message names the epoch, the step and the
+    last finite checkpoint."""
+
+
+class RunCheckpoints(keras.callbacks.Callback):
+    """Saves a run's checkpoints at the end of every epoch whose weights are finite, and stops the
+    run at the first non-finite loss.
+
+    ``epoch-NNN.weights.h5`` (weights and optimizer state: the resume point) and ``last.keras`` (the
+    whole model), each written to a temporary name and renamed, so a kill while saving leaves the
+    previous files whole. A NaN or infinite loss (checked after every step) or weight (checked before
+    saving) stops training at once and nothing is saved: the last checkpoint stays the last finite
+    one, and ``diverged`` says where (``train`` raises ``TrainingDiverged`` with it).
+    ``checkpoint_dir``: where the resume points go (``output_dir`` unless a non-chief worker writes
+    its copies elsewhere).
+    """
+
+    def __init__(self, output_dir, checkpoint_dir=None):
+        super().__init__()
+        self.output_dir = output_dir
+        self.checkpoint_dir = checkpoint_dir or output_dir
+        self.diverged = None
+        self._epoch = 0
+        self.last_saved = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if self.diverged is None and loss is not None and not math.isfinite(float(loss)):
+            self.diverged = f"the training loss became {float(loss)} at epoch {self._epoch + 1}, step {batch + 1}"
+            self.model.stop_training = True
+
+    def _non_finite_weight(self):
+        for variable in self.model.weights:
+            if not np.isfinite(ops.convert_to_numpy(variable)).all():
+                return variable.path
+        return None
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.diverged is None:
+            name = self._non_finite_weight()
+            if name is not None:
+                self.diverged = f"the weight {name} became non-finite in epoch {epoch + 1}"
+                self.model.stop_training = True
+        if self.diverged is not None:
+            return
+        path = os.path.join(self.checkpoint_dir, CHECKPOINT_NAME.format(epoch=epoch + 1))
+        write_atomically(path, self.model.save_weights)
+        write_atomically(os.path.join(self.output_dir, "last.keras"), self.model.save)
+        self.last_saved = path
+
+
+def training_callbacks(output_dir, *, steps_per_epoch=None, skip_log=None, val_skip_log=None, tensorboard=True,
+                       checkpoint_dir=None):
     """The callbacks of a training run under ``output_dir``.
 
-    Per-epoch weights (``epoch-NNN.weights.h5``), the latest full model (``last.keras``),
-    ``BackupAndRestore`` state under ``output_dir/backup`` for resuming, ``history.csv``; a progress
-    display whose target is ``steps_per_epoch`` (when given); ``DataReport`` (skipped/repaired videos
-    per epoch of the pipelines' ``skip_log`` / ``val_skip_log`` in the logs, ``history.csv``,
-    ``skipped.csv`` and TensorBoard, plus the learning rate); TensorBoard event files under
-    ``output_dir/tensorboard`` (``tensorboard=False`` to leave them out): loss, top-1, top-5,
-    mean-class accuracy, learning rate and the skip counts per epoch.
+    ``RunCheckpoints`` (per-epoch ``epoch-NNN.weights.h5`` with the optimizer state, the latest full
+    model ``last.keras``, both written atomically; a stop at the first non-finite loss),
+    ``history.csv``; a progress display whose target is ``steps_per_epoch`` (when given);
+    ``DataReport`` (skipped/repaired videos per epoch of the pipelines' ``skip_log`` /
+    ``val_skip_log`` in the logs, ``history.csv``, ``skipped.csv`` and TensorBoard, plus the learning
+    rate); TensorBoard event files under ``output_dir/tensorboard`` (``tensorboard=False`` to leave
+    them out): loss, top-1, top-5, mean-class accuracy, learning rate and the skip counts per epoch.
     """
     os.makedirs(output_dir, exist_ok=True)
     callbacks = [EpochProgress(steps_per_epoch)] if steps_per_epoch else []
     callbacks += [
         DataReport(skip_log, val_skip_log, steps_per_epoch, output_dir),
-        keras.callbacks.ModelCheckpoint(os.path.join(output_dir, "epoch-{epoch:03d}.weights.h5"),
-                                        save_weights_only=True),
-        keras.callbacks.ModelCheckpoint(os.path.join(output_dir, "last.keras")),
-        keras.callbacks.BackupAndRestore(os.path.join(output_dir, "backup")),
+        # The row before the checkpoint: a kill between the two leaves a row that resuming trims, never
+        # a checkpoint without its row.
         keras.callbacks.CSVLogger(os.path.join(output_dir, "history.csv"), append=True),
+        RunCheckpoints(output_dir, checkpoint_dir),
     ]
     if tensorboard:
         callbacks.append(learning_rate_keeping_tensorboard(os.path.join(output_dir, "tensorboard"), write_graph=False))

@@ -20,7 +20,9 @@ import keras
 import tensorflow as tf
 
 from keras_v4d._compat import prepare_fit
+from keras_v4d.atomic import open_atomically, write_atomically
 from keras_v4d.data import (
+    MAX_FRAME_PIXELS,
     BadVideoError,
     TFRecordFiles,
     bad_video_message,
@@ -31,9 +33,17 @@ from keras_v4d.data import (
 )
 from keras_v4d.models import BUILDERS
 from keras_v4d.sampling import DEFAULT_SAMPLING, write_settings
-from keras_v4d.training.callbacks import skip_counts, training_callbacks
+from keras_v4d.training.callbacks import RunCheckpoints, TrainingDiverged, skip_counts, training_callbacks
 from keras_v4d.training.distribution import STRATEGIES, make_strategy, use_low_memory_allocator
 from keras_v4d.training.recipe import PAPER_DECAY_EPOCHS, compile_for_training
+from keras_v4d.training.run_folder import (
+    RunFolderError,
+    checkpoints,
+    claim_run_folder,
+    restore_newest_checkpoint,
+    run_record,
+    trim_logs,
+)
 from keras_v4d.weights.files import load_model_weights
 
 
@@ -50,11 +60,29 @@ def source_size(videos, source):
     return len(resolved)
 
 
+def _chief_and_task(distribution):
+    """``(is_chief, "worker-1")`` of this process in a multi-worker cluster; ``(True, None)`` otherwise."""
+    resolver = getattr(distribution, "cluster_resolver", None)
+    task_type = getattr(resolver, "task_type", None)
+    if resolver is None or task_type is None:
+        return True, None
+    jobs = resolver.cluster_spec().as_dict()
+    chief = task_type == "chief" or (task_type == "worker" and resolver.task_id == 0 and "chief" not in jobs)
+    return chief, f"{task_type}-{resolver.task_id}"
+
+
 def train(builder="V4DResNet18", train_data=None, output=None, *, sampling=None, val_data=None, num_classes=None,
           epochs=100, batch_size=8, lr=0.01, weight_decay=1e-5, decay_epochs=PAPER_DECAY_EPOCHS, strategy="default",
           mixed_precision=False, low_memory=False, init_weights=None, verbose="auto", tensorboard=True, strict=False,
-          callbacks=None):
-    """Trains a model of ``builder`` on ``train_data`` and returns the Keras ``History``.
+          overwrite=False, max_frame_pixels=MAX_FRAME_PIXELS, callbacks=None):
+    """Trains a model of ``builder`` on ``train_data`` and returns the Keras ``History`` (``None`` when
+    the run in ``output`` has already completed ``epochs``).
+
+    One run per folder: the run's settings are recorded in ``output/run.json``; called again with the
+    same settings, ``train`` continues the run from its newest readable checkpoint (optimizer state,
+    schedule, epoch counter, one ``history.csv`` row per epoch) up to ``epochs`` in total; with
+    ``epochs`` equal to what is done it does nothing and says so; below it, it is an error. Other
+    settings are refused before anything is written, naming each difference.
 
     Args:
         builder: a builder name (``keras_v4d.models.BUILDERS``), e.g. ``"V4DResNet18"``.
@@ -76,13 +104,20 @@ def train(builder="V4DResNet18", train_data=None, output=None, *, sampling=None,
         tensorboard: write TensorBoard logs under ``output/tensorboard`` (loss, top-1, top-5,
             mean-class accuracy, learning rate, skipped/repaired videos per epoch).
         strict: stop at the first bad training sample with an error naming it, instead of skipping it.
+        overwrite: delete the run already in ``output`` (its files only) and start this one there.
+        max_frame_pixels: a video whose frames have more pixels (from its header) is skipped undecoded
+            like any bad video; None: no limit.
         callbacks: more Keras callbacks for ``fit``.
     Raises:
-        ValueError naming the argument or file at fault; with ``strict``, ``BadVideoError`` naming the
-        first video that cannot be read.
+        ValueError naming the argument or file at fault (``RunFolderError`` for a folder holding another
+        run or only unreadable checkpoints); with ``strict``, ``BadVideoError`` naming the first video
+        that cannot be read; ``TrainingDiverged`` when the loss or a weight became NaN or infinite
+        (naming the epoch and step; the last finite checkpoint is kept as the resume point).
     """
     if not train_data or not output:
         raise ValueError("`train_data` and `output` are required")
+    if int(epochs) < 1:
+        raise ValueError(f"epochs must be at least 1, got {epochs}")
     if builder not in BUILDERS:
         raise ValueError(f"the builder must be one of {sorted(BUILDERS)}, got {builder!r}")
     sampling = sampling or DEFAULT_SAMPLING
@@ -104,7 +139,7 @@ def train(builder="V4DResNet18", train_data=None, output=None, *, sampling=None,
                              "train in float32 on CPU, or use mixed precision (mixed_float16) on a GPU")
         keras.mixed_precision.set_global_policy("mixed_float16")
     train_set = video_dataset(train_data, training=True, num_classes=num_classes, strict=strict, batch_size=batch_size,
-                              **sampling.training_arguments())
+                              max_frame_pixels=max_frame_pixels, **sampling.training_arguments())
     num_classes = num_classes or len(train_set.class_names or [])
     if not num_classes:
         raise ValueError("num_classes is required when the dataset has no class names")
@@ -115,7 +150,7 @@ def train(builder="V4DResNet18", train_data=None, output=None, *, sampling=None,
         # Validation labels are the training classes' (by name, where the source names its classes).
         val_videos = video_dataset(val_data, training=False, num_classes=num_classes, strict=strict,
                                    batch_size=batch_size, num_crops=1, class_names=train_set.class_names,
-                                   **sampling.training_arguments())
+                                   max_frame_pixels=max_frame_pixels, **sampling.training_arguments())
         val_skip_log, val_set = val_videos.skip_log, single_view(val_videos.dataset)
     num_videos = source_size(train_set, train_data)
     steps_per_epoch = num_videos // batch_size  # from the source's size: nothing is decoded to count
@@ -123,38 +158,76 @@ def train(builder="V4DResNet18", train_data=None, output=None, *, sampling=None,
         raise ValueError(f"{train_data}: {num_videos} video(s), fewer than one batch of {batch_size}")
     if verbose == "auto":
         verbose = 1 if sys.stdout.isatty() else 2
-    os.makedirs(output, exist_ok=True)
-    write_settings(output, sampling, train_set.class_names)
-    if train_set.class_names:  # also as plain text, one name per line
-        with open(os.path.join(output, "class_names.txt"), "w", encoding="utf-8") as handle:
-            handle.write("\n".join(train_set.class_names) + "\n")
+    is_chief, task = _chief_and_task(distribution)
+    record = run_record(builder=builder, train_data=train_data, train_videos=num_videos, val_data=val_data,
+                        sampling=sampling, batch_size=batch_size, num_classes=num_classes,
+                        class_names=train_set.class_names, lr=lr, weight_decay=weight_decay,
+                        decay_epochs=decay_epochs, mixed_precision=mixed_precision, init_weights=init_weights)
+    newest = checkpoints(output)
+    if newest and epochs < newest[0][0] and not overwrite:
+        raise RunFolderError(f"epochs={epochs} is below the {newest[0][0]} epochs the run in {output} has completed "
+                             f"({newest[0][1]}); give epochs >= {newest[0][0]} to continue it")
+    # Every worker checks the folder; only the chief writes there (the others' copies go to workers/).
+    state = claim_run_folder(output, record, overwrite=overwrite and is_chief, write=is_chief)
+    write_dir = output if is_chief else os.path.join(output, "workers", task)
+    os.makedirs(write_dir, exist_ok=True)
+    if is_chief:
+        write_settings(output, sampling, train_set.class_names)
+        if train_set.class_names:  # also as plain text, one name per line
+            with open_atomically(os.path.join(output, "class_names.txt"), "w", encoding="utf-8") as handle:
+                handle.write("\n".join(train_set.class_names) + "\n")
     with distribution.scope():
         model = BUILDERS[builder](classes=num_classes, input_shape=(None, sampling.frames_per_unit, None, None, 3))
-        if init_weights:
+        if init_weights and not checkpoints(output):
             try:
                 load_model_weights(model, init_weights)
             except (OSError, ValueError) as error:
                 raise ValueError(f"init_weights: {error}") from None
         compile_for_training(model, steps_per_epoch, base_lr=lr, weight_decay=weight_decay,
                              decay_epochs=[int(e) for e in decay_epochs])
+        # A worker whose file system is not the chief's resumes from its own copies.
+        completed, restored = restore_newest_checkpoint(model, output if checkpoints(output) else write_dir)
+    if completed > epochs:
+        raise RunFolderError(f"epochs={epochs} is below the {completed} epochs the run in {output} has completed "
+                             f"({restored}); give epochs >= {completed} to continue it")
+    trim_logs(write_dir, completed)
+    if completed == epochs:
+        last = os.path.join(output, "last.keras")
+        if is_chief and (not os.path.isfile(last) or os.path.getmtime(last) < os.path.getmtime(restored)):
+            write_atomically(last, model.save)  # a kill between the two saves of the last epoch
+        print(f"{output}: the run has completed its {epochs} epochs ({restored}); nothing to do — a larger "
+              "epochs continues it", flush=True)
+        return None
+    if restored:
+        print(f"{output}: resuming the run after epoch {completed} ({restored}), up to epoch {epochs}", flush=True)
+    else:
+        why = "no epoch of the run recorded there had finished" if state == "resumed" else "a new run"
+        print(f"{output}: starting at epoch 1 of {epochs} ({why})", flush=True)
     prepare_fit(model, train_set.dataset, distribution)
     print(f"{num_videos} training videos, {steps_per_epoch} steps per epoch of {batch_size}", flush=True)
-    callbacks = training_callbacks(output, steps_per_epoch=steps_per_epoch, skip_log=train_set.skip_log,
-                                   val_skip_log=val_skip_log, tensorboard=tensorboard) + list(callbacks or [])
+    run_callbacks = training_callbacks(write_dir, steps_per_epoch=steps_per_epoch, skip_log=train_set.skip_log,
+                                       val_skip_log=val_skip_log, tensorboard=tensorboard)
+    checkpoints_callback = next(c for c in run_callbacks if isinstance(c, RunCheckpoints))
     # The epoch is the dataset's end (no steps_per_epoch): videos skipped on the way shorten it.
     try:
         with warnings.catch_warnings():
             # Keras says this at the end of every first epoch of a dataset of unknown length, which is
             # how the epoch ends here; DataReport says when an epoch really ended early.
             warnings.filterwarnings("ignore", message="Your input ran out of data", category=UserWarning)
-            history = model.fit(train_set.dataset, validation_data=val_set, epochs=epochs, callbacks=callbacks,
-                                verbose=verbose, shuffle=False)  # the pipeline shuffles
+            history = model.fit(train_set.dataset, validation_data=val_set, epochs=epochs, initial_epoch=completed,
+                                callbacks=run_callbacks + list(callbacks or []), verbose=verbose,
+                                shuffle=False)  # the pipeline shuffles
     except tf.errors.OpError as error:  # strict mode: the pipeline's BadVideoError, wrapped by TensorFlow
-
         message = bad_video_message(error)
         if message is None:
             raise
         raise BadVideoError(message) from None
+    if checkpoints_callback.diverged:
+        kept = checkpoints_callback.last_saved or restored
+        resume = (f"the last finite checkpoint, {kept}, is kept as the resume point (the same command resumes "
+                  "from it)" if kept else "no epoch had finished, so there is no checkpoint to resume from")
+        raise TrainingDiverged(f"{checkpoints_callback.diverged}: training stopped; {resume}. If it diverges "
+                               "again, lower the learning rate (in a new output folder, or with overwrite)")
     _print_skip_summary(train_set.skip_log, val_skip_log, output)
     return history
 

@@ -165,19 +165,19 @@ def fetch_weights(tag, cache_dir=None):
         raise ValueError(f"weights {tag!r}: {preset.file_name} is not in the cache {folder} (or fails its sha256 "
                          "check) and the entry has no URL")
     os.makedirs(folder, exist_ok=True)  # get_file falls back to /tmp/.keras for a folder that does not exist
+    # No file_hash: get_file raises ValueError for a hash mismatch and for other faults alike (a URL it
+    # cannot parse), so the hash is checked here, where a mismatch is known to be one. The cached file
+    # is missing or failed its check above, hence force_download.
     try:
-        path = keras.utils.get_file(preset.file_name, preset.url, file_hash=preset.sha256,
-                                    hash_algorithm="sha256", cache_subdir=CACHE_SUBDIR,
-                                    cache_dir=os.path.dirname(folder))
-    except ValueError as error:
-        raise ValueError(f"weights {tag!r}: {preset.file_name} from {preset.url} failed its sha256 check "
-                         f"(expected {preset.sha256}): {error}") from None
-    except Exception as error:  # noqa: BLE001  (URLError, HTTPError, OSError from the download)
-        raise ValueError(f"weights {tag!r}: cannot fetch {preset.url} ({type(error).__name__}: {error}); "
-                         f"place the file at {cached} to use it offline") from None
+        path = keras.utils.get_file(preset.file_name, preset.url, cache_subdir=CACHE_SUBDIR,
+                                    cache_dir=os.path.dirname(folder), force_download=True)
+    except Exception as error:  # noqa: BLE001  (get_file re-raises URLError/HTTPError as a bare Exception)
+        raise ValueError(f"weights {tag!r}: cannot fetch {preset.url} into {cached} ({type(error).__name__}: "
+                         f"{error}); place the file there to use it offline") from None
     actual = sha256_of(path)
     if actual != preset.sha256:
-        raise ValueError(f"weights {tag!r}: {path} has sha256 {actual}, expected {preset.sha256}")
+        raise ValueError(f"weights {tag!r}: {preset.file_name} fetched from {preset.url} into {path} failed its "
+                         f"sha256 check: it has {actual}, expected {preset.sha256}")
     return path
 
 

@@ -169,6 +169,17 @@ def test_predict_needs_videos_and_a_matching_class_list(trained, tmp_path):
     assert none.returncode == 2 and "top_k" in none.stderr and "Traceback" not in none.stderr
 
 
+def test_predict_refuses_too_many_combinations_and_takes_a_frame_limit(trained):
+    _, checkpoint, _, videos = trained
+    many = run_tool("predict", f"--checkpoint={checkpoint}", "--num_units=400", "--train_units=4", videos[0][0])
+    assert many.returncode == 2 and "Traceback" not in many.stderr
+    assert ("error: --num_units=400 (U_infer) in train_units=4 sections makes 100000000 unit combinations for "
+            "Algorithm 1, over the limit of 10000") in many.stderr
+    limited = run_tool("predict", f"--checkpoint={checkpoint}", "--max_frame_pixels=1000", *SAMPLING, videos[0][0])
+    assert limited.returncode == 1  # the 48×40 video (1920 pixels) is not decoded
+    assert f"error: {videos[0][0]}: a frame of 48×40 (1920 pixels) is over the limit of 1000 pixels" in limited.stderr
+
+
 def _keras_v4d(*args):
     """``keras-v4d args…`` (as ``python -m keras_v4d.cli``, the console script's module)."""
     import os

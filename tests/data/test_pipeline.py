@@ -139,8 +139,36 @@ def test_tfrecord_pipeline_skips_empty_and_mislabelled_records(tmp_path):
     dataset = video_dataset(path, training=True, num_classes=3, num_units=2, frames_per_unit=2, stride=2,
                             crop_size=32, short_side=32, batch_size=1)
     assert sum(1 for _ in dataset.dataset) == 1
-    assert dict(dataset.skip_log.entries) == {"no_frames": "the video has no frames",
-                                              "bad_label": "label 9 outside [0, 3)"}
+    assert dict(dataset.skip_log.entries) == {"no_frames": f"the video has no frames (record #1 of {path})",
+                                              "bad_label": f"label 9 outside [0, 3) (record #2 of {path})"}
+
+
+def test_labels_beyond_int32_are_bad_records_not_wrapped_around(videos, tmp_path):
+    path = str(tmp_path / "labels.tfrecord")
+    with tf.io.TFRecordWriter(path) as writer:
+        writer.write(encode_example(indexed_frames(12), 1, "good"))
+        writer.write(encode_example(indexed_frames(12), 2**32 + 1, "wraps_to_1"))  # int32 would read class 1
+        writer.write(encode_example(indexed_frames(12), -5, "negative"))
+        writer.write(encode_example(indexed_frames(12), 2**31, "past_int32"))
+    kwargs = dict(training=False, strict=False, num_units=2, frames_per_unit=2, stride=2, crop_size=32,
+                  short_side=32, batch_size=1)
+    dataset = video_dataset(path, num_classes=3, **kwargs)
+    assert [(int(y[0]), ids[0].numpy()) for _, y, ids in dataset.dataset] == [(1, b"good")]
+    assert dict(dataset.skip_log.entries) == {
+        "wraps_to_1": f"label 4294967297 outside [0, 3) (record #1 of {path})",
+        "negative": f"label -5 outside [0, 3) (record #2 of {path})",
+        "past_int32": f"label 2147483648 outside [0, 3) (record #3 of {path})"}
+    unbounded = video_dataset(path, **kwargs)  # no class count: int32 is the bound
+    assert [int(y[0]) for _, y, _ in unbounded.dataset] == [1]
+    reasons = dict(unbounded.skip_log.entries)
+    assert reasons["wraps_to_1"] == (f"label 4294967297 outside [0, 2147483647], the int32 range of class indices "
+                                     f"(record #1 of {path})")
+    assert sorted(reasons) == ["negative", "past_int32", "wraps_to_1"]
+    (videos / "huge_label.txt").write_text("a.mp4 4294967297\nb.webm 1\n")  # an annotation list: the same rule
+    listed = video_dataset(str(videos / "huge_label.txt"), **kwargs)
+    assert [int(y[0]) for _, y, _ in listed.dataset] == [1]
+    assert listed.skip_log.entries == [("a.mp4", "label 4294967297 outside [0, 2147483647], the int32 range of "
+                                                 "class indices")]
 
 
 def test_folder_per_class_source(tmp_path):

@@ -5,8 +5,12 @@ import json
 import numpy as np
 import pytest
 
+from keras_v4d import VideoSampling
+from keras_v4d.data import write_video
+from keras_v4d.inference import evaluate, predict_videos
 from keras_v4d.inference.evaluation import write_report
 from keras_v4d.inference.metrics import accuracy_metrics, top_classes, top_k_indices
+from keras_v4d.models import build_resnet3d
 
 
 def test_metrics_against_a_count_by_hand():
@@ -33,3 +37,29 @@ def test_a_report_with_no_readable_video_is_strict_json(tmp_path):
 
     loaded = json.loads((tmp_path / "metrics.json").read_text(), parse_constant=no_constants)
     assert loaded["top1"] is None and loaded["videos"] == 0
+
+
+def test_evaluate_and_predict_take_the_frame_limit_and_refuse_too_many_combinations(tmp_path):
+    model = build_resnet3d(18, "v4d", classes=2, input_shape=(None, 2, None, None, 3), width=0.25)
+    rng = np.random.default_rng(0)
+    for name, size in (("small.mp4", 32), ("large.mp4", 64)):
+        write_video(str(tmp_path / name), rng.integers(0, 255, (12, size, size, 3), dtype=np.uint8))
+    (tmp_path / "list.txt").write_text("small.mp4 0\nlarge.mp4 1\n")
+    sampling = VideoSampling(train_units=2, frames_per_unit=2, stride=2, crop_size=32, short_side=32,
+                             test_num_units=4, test_num_crops=1)
+    limit = 32 * 32
+    results = list(predict_videos(model, [str(tmp_path / "large.mp4"), str(tmp_path / "small.mp4")], sampling,
+                                  max_frame_pixels=limit))
+    assert results[0][1] is None and f"large.mp4: a frame of 64×64 (4096 pixels) is over the limit of {limit}" \
+        in results[0][2]
+    assert results[1][2] is None and len(results[1][1]) == 2
+    metrics = evaluate(model, str(tmp_path / "list.txt"), sampling, progress=False, max_frame_pixels=limit)
+    assert metrics["videos_evaluated"] == 1 and [video for video, _ in metrics["unreadable"]] == ["large.mp4"]
+    assert evaluate(model, str(tmp_path / "list.txt"), sampling, progress=False)["videos_evaluated"] == 2
+
+    many = VideoSampling(train_units=4, frames_per_unit=2, stride=2, crop_size=32, short_side=32, test_num_units=400)
+    with pytest.raises(ValueError, match="num_units=400 .* makes 100000000 unit combinations"):
+        evaluate(model, str(tmp_path / "no_such_list.txt"), many, progress=False)  # refused before any reading
+    with pytest.raises(ValueError, match="num_units=400 .* makes 100000000 unit combinations"):
+        next(predict_videos(model, [str(tmp_path / "no_such.mp4")], many))
+    assert next(predict_videos(model, [str(tmp_path / "no_such.mp4")], many, mode="all_units"))[1] is None

@@ -5,7 +5,15 @@ import numpy as np
 import pytest
 
 import keras_v4d
-from keras_v4d.inference import VideoLevelPredictor, unit_combinations, unit_sections, video_level_predict
+from keras_v4d.inference import (
+    MAX_UNIT_COMBINATIONS,
+    VideoLevelPredictor,
+    check_unit_combinations,
+    count_unit_combinations,
+    unit_combinations,
+    unit_sections,
+    video_level_predict,
+)
 
 pytestmark = pytest.mark.backend_agnostic
 
@@ -40,6 +48,23 @@ def test_sections_and_combinations():
     assert unit_combinations(4, 4).tolist() == [[0, 1, 2, 3]]
     with pytest.raises(ValueError, match="U_infer=3 and train_units=4"):
         unit_combinations(3, 4)
+
+
+def test_the_number_of_combinations_is_bounded_before_any_is_made():
+    for units, train_units in ((10, 4), (7, 4), (40, 4), (9, 2), (5, 5)):
+        assert count_unit_combinations(units, train_units) == len(unit_combinations(units, train_units))
+    assert count_unit_combinations(400, 4) == 100**4 and count_unit_combinations(10**12, 4) == (10**12 // 4) ** 4
+    assert MAX_UNIT_COMBINATIONS == count_unit_combinations(40, 4)  # 40 units in 4 sections: the most allowed
+    message = (r"num_units=400 \(U_infer\) in train_units=4 sections makes 100000000 unit combinations for "
+               r"Algorithm 1, over the limit of 10000 \(max_combinations\).* Use at most 40 units, or mode 'all_units'")
+    with pytest.raises(ValueError, match=message):
+        unit_combinations(400, 4)
+    with pytest.raises(ValueError, match=r"--num_units=41 \(U_infer\) .* makes 11000 unit combinations"):
+        check_unit_combinations(41, 4, name="--num_units")
+    assert check_unit_combinations(400, 4, max_combinations=None) == 10**8  # no limit: counted, not built
+    assert len(unit_combinations(12, 2, max_combinations=36)) == 36
+    with pytest.raises(ValueError, match="makes 36 unit combinations .* limit of 35 .* at most 10 units"):
+        VideoLevelPredictor(keras_v4d.V4DResNet18(classes=2), max_combinations=35)(np.zeros((1, 12, 2, 8, 8, 3)), 2)
 
 
 @pytest.mark.parametrize("units", [4, 7, 10])

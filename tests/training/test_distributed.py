@@ -36,7 +36,7 @@ def _free_ports(n):
     return ports
 
 
-def test_multi_worker_training_with_two_local_processes(tmp_path):
+def test_multi_worker_training_with_two_local_processes_sharing_one_output(tmp_path):
     lines = []
     for i in range(4):
         write_video(str(tmp_path / f"v{i}.mp4"), np.full((12, 32, 32, 3), 50 * i, np.uint8))
@@ -48,7 +48,7 @@ def test_multi_worker_training_with_two_local_processes(tmp_path):
         tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
         command = [sys.executable, "-m", "keras_v4d.cli.train", "--model=TSNResNet18",
                    f"--train={tmp_path / 'list.txt'}",
-                   "--num_classes=2", f"--output={tmp_path / f'worker{index}'}", "--epochs=2", "--batch_size=2",
+                   "--num_classes=2", f"--output={tmp_path / 'run'}", "--epochs=2", "--batch_size=2",
                    "--num_units=2", "--frames_per_unit=2", "--stride=2", "--crop_size=32", "--short_side=32",
                    "--strategy=multiworker"]
         processes.append(subprocess.Popen(command, env={**ENV, "TF_CONFIG": json.dumps(tf_config)},
@@ -59,15 +59,17 @@ def test_multi_worker_training_with_two_local_processes(tmp_path):
         assert "done: 2 epochs" in stdout
     import keras_v4d
 
-    def trainable(index):
+    def trainable(folder):
         model = keras_v4d.TSNResNet18(classes=2, input_shape=(None, 2, None, None, 3))
-        model.load_weights(tmp_path / f"worker{index}" / "epoch-002.weights.h5")
+        model.load_weights(folder / "epoch-002.weights.h5")
         return [v.numpy() for v in model.trainable_weights]
 
     # Both workers applied the same all-reduced updates: identical trainable weights after 2 epochs
     # (BN moving statistics are per worker by design and are not compared).
-    first, second = trainable(0), trainable(1)
-    history = (tmp_path / "worker0" / "history.csv").read_text().splitlines()
+    # One --output: the chief (worker 0) writes the run there, worker 1 its copies under workers/.
+    first, second = trainable(tmp_path / "run"), trainable(tmp_path / "run" / "workers" / "worker-1")
+    assert sorted(os.listdir(tmp_path / "run" / "workers")) == ["worker-1"]
+    history = (tmp_path / "run" / "history.csv").read_text().splitlines()
     assert len(history) == 3 and all(np.isfinite(float(row.split(",")[1])) for row in history[1:])
     for a, b in zip(first, second):
         np.testing.assert_allclose(a, b, atol=1e-6)

@@ -2,11 +2,9 @@ import csv
 import glob
 import os
 import pty
-import signal
 import subprocess
 import sys
 import threading
-import time
 
 import av
 import keras
@@ -15,7 +13,6 @@ import pytest
 import tensorflow as tf
 
 import keras_v4d
-from keras_v4d.data import write_video
 from keras_v4d.inference.metrics import MeanClassAccuracy
 from keras_v4d.sampling import VideoSampling
 from keras_v4d.training import (
@@ -27,6 +24,7 @@ from keras_v4d.training import (
     training_callbacks,
 )
 from tests.damaged import write_cut_faststart_mp4
+from tests.training.runs import epochs_logged, train_command
 
 
 def test_paper_learning_rate_drops_by_ten_at_35_60_80():
@@ -93,58 +91,6 @@ def test_compiled_model_fits_and_reports_video_metrics():
     x = np.random.rand(4, 2, 2, 32, 32, 3).astype("float32")
     history = model.fit(x, np.array([0, 1, 2, 0]), batch_size=2, epochs=1, verbose=0)
     assert {"loss", "top1", "top3", "mean_class_accuracy"} <= set(history.history)
-
-
-@pytest.fixture(scope="module")
-def tiny_dataset(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tiny")
-    lines = []
-    for i in range(4):
-        frames = np.full((12, 32, 32, 3), 40 * i, np.uint8)
-        write_video(str(root / f"v{i}.mp4"), frames)
-        lines.append(f"v{i}.mp4 {i % 2}")
-    (root / "list.txt").write_text("\n".join(lines) + "\n")
-    return root / "list.txt"
-
-
-def _train_command(listing, output, epochs):
-    return [sys.executable, "-m", "keras_v4d.cli.train", "--model=TSNResNet18", f"--train={listing}", "--num_classes=2",
-            f"--output={output}", f"--epochs={epochs}", "--batch_size=2", "--num_units=2", "--frames_per_unit=2",
-            "--stride=2", "--crop_size=32", "--short_side=32"]
-
-
-def _epochs_logged(output):
-    path = os.path.join(output, "history.csv")
-    if not os.path.exists(path):
-        return []
-    with open(path) as handle:
-        return [int(row["epoch"]) for row in csv.DictReader(handle)]
-
-
-def test_killed_training_resumes_from_its_last_checkpoint(tiny_dataset, tmp_path):
-    output, epochs = str(tmp_path / "run"), 5
-    env = {**os.environ, "KERAS_BACKEND": "tensorflow"}
-    first = subprocess.Popen(_train_command(tiny_dataset, output, epochs) + ["--notensorboard"], env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while len(_epochs_logged(output)) < 2 and first.poll() is None and time.time() < deadline:
-        time.sleep(0.2)
-    assert first.poll() is None, "training ended before it could be interrupted"
-    first.send_signal(signal.SIGKILL)
-    first.wait()
-    done_before_kill = len(_epochs_logged(output))
-    assert 2 <= done_before_kill < epochs
-    second = subprocess.run(_train_command(tiny_dataset, output, epochs) + ["--notensorboard"], env=env,
-                            capture_output=True, text=True, timeout=300)
-    assert second.returncode == 0, second.stderr[-2000:]
-    # Not a terminal (as in CI): one line per epoch, no progress bar.
-    assert "━" not in second.stdout and "\r" not in second.stdout
-    assert not os.path.exists(os.path.join(output, "tensorboard"))  # --notensorboard
-    started_at = int(second.stdout.split("Epoch ", 1)[1].split("/", 1)[0])
-    assert started_at > done_before_kill  # resumed, did not start over at epoch 1
-    assert _epochs_logged(output)[-1] == epochs - 1  # same number of completed epochs as an uninterrupted run
-    assert os.path.exists(os.path.join(output, f"epoch-{epochs:03d}.weights.h5"))
-    assert keras.models.load_model(os.path.join(output, "last.keras")).output.shape == (None, 2)
 
 
 def _fresh_python(code, onednn=None):
@@ -214,17 +160,17 @@ def test_low_memory_allocator_refuses_once_tensorflow_has_allocated(tiny_dataset
 
 def test_train_cli_trains_with_low_memory(tiny_dataset, tmp_path):
     output = tmp_path / "run"
-    run = subprocess.run(_train_command(tiny_dataset, output, 1) + ["--notensorboard", "--low_memory"],
+    run = subprocess.run(train_command(tiny_dataset, output, 1) + ["--notensorboard", "--low_memory"],
                          env={**os.environ, "KERAS_BACKEND": "tensorflow"}, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
-    assert _epochs_logged(output) == [0] and (output / "last.keras").exists()
+    assert epochs_logged(output) == [0] and (output / "last.keras").exists()
 
 
 def test_train_cli_rejects_bad_arguments(tiny_dataset, tmp_path):
-    bad_model = subprocess.run(_train_command(tiny_dataset, tmp_path, 1) + ["--model=ResNet9000"],
+    bad_model = subprocess.run(train_command(tiny_dataset, tmp_path, 1) + ["--model=ResNet9000"],
                                capture_output=True, text=True, timeout=120)
     assert bad_model.returncode == 2 and "--model must be one of" in bad_model.stderr
-    missing = subprocess.run(_train_command(tmp_path / "nope.txt", tmp_path, 1), capture_output=True, text=True,
+    missing = subprocess.run(train_command(tmp_path / "nope.txt", tmp_path, 1), capture_output=True, text=True,
                              timeout=120)
     assert missing.returncode == 2 and "nope.txt" in missing.stderr
 
@@ -318,7 +264,7 @@ def test_train_on_a_terminal_shows_progress_writes_tensorboard_and_counts_damage
     listing = root / "damaged.txt"  # 7 entries → 3 expected steps of 2; 5 usable videos give only 2
     listing.write_text("\n".join(good[:2] + ["garbage.mp4 0", "cut.mp4 1"] + good[2:] + ["missing.mp4 1"]) + "\n")
     output = tmp_path / "run"
-    command = _train_command(listing, output, 2) + [f"--val={tiny_dataset}"]
+    command = train_command(listing, output, 2) + [f"--val={tiny_dataset}"]
     env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "1"}  # TF errors stay visible
     code, shown, stderr = _run_on_a_terminal(command, env)
     assert code == 0, stderr[-3000:]

@@ -105,6 +105,41 @@ def test_tag_downloads_from_a_file_url_and_checks_its_sha256(weights_file, regis
         fetch_weights("test_bad_hash", cache_dir=str(tmp_path / "fresh2"))
 
 
+def test_only_a_real_hash_mismatch_is_reported_as_one(weights_file, registry_entry, tmp_path, monkeypatch):
+    register("test_fetch", {**registry_entry, "url": "https://example.invalid/small.weights.h5"})
+    cached = tmp_path / "cache" / "keras_v4d" / "small.weights.h5"
+
+    def raising(error):
+        def get_file(*args, **kwargs):
+            raise error
+        return get_file
+
+    for error, kind in ((ValueError("unknown url type: 'htps'"), "ValueError"),
+                        (OSError(101, "Network is unreachable"), "OSError"),
+                        (Exception("URL fetch failure on https://example.invalid/small.weights.h5: 404 -- Not Found"),
+                         "Exception")):
+        monkeypatch.setattr(keras.utils, "get_file", raising(error))
+        with pytest.raises(ValueError) as caught:
+            fetch_weights("test_fetch", cache_dir=str(tmp_path / "cache"))
+        message = str(caught.value)
+        assert message.startswith(f"weights 'test_fetch': cannot fetch https://example.invalid/small.weights.h5 "
+                                  f"into {cached} ({kind}: "), message
+        assert str(error) in message and "sha256" not in message
+
+    def wrong_file(fname, origin, cache_subdir, cache_dir, **kwargs):  # a download that arrived changed
+        path = os.path.join(cache_dir, cache_subdir, fname)
+        with open(path, "wb") as handle:
+            handle.write(b"not the weights")
+        return path
+
+    monkeypatch.setattr(keras.utils, "get_file", wrong_file)
+    with pytest.raises(ValueError, match=rf"weights 'test_fetch': small.weights.h5 fetched from "
+                                         rf"https://example.invalid/small.weights.h5 into {re.escape(str(cached))} "
+                                         rf"failed its sha256 check: it has [0-9a-f]{{64}}, expected "
+                                         rf"{registry_entry['sha256']}"):
+        fetch_weights("test_fetch", cache_dir=str(tmp_path / "cache"))
+
+
 def test_unknown_tag_and_unreadable_file_are_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="registered tag.*v4d_resnet50_kinetics400"):
         keras_v4d.V4DResNet18(weights="kinetics9000")

@@ -1,0 +1,92 @@
+"""Files written whole or not at all: a temporary name in the same folder, flushed to disk, then
+renamed over the final name (``os.replace`` is atomic on POSIX and Windows within one file system).
+
+A kill, a full disk or an exception while writing leaves the previous file as it was and no torn
+one under the final name; the temporary file is removed when the writer fails, and
+``remove_temporaries`` clears those a killed process left behind.
+
+    write_atomically("run/last.keras", model.save)
+    with open_atomically("run/history.csv", "w", newline="") as handle:
+        handle.write(...)
+"""
+
+import contextlib
+import os
+
+TEMPORARY_PREFIX = ".tmp-"
+
+
+def temporary_path(path):
+    """``folder/.tmp-<pid>-<name>``: same folder (so the rename stays on one file system), same
+    suffix (Keras chooses the format from it: ``.keras``, ``.weights.h5``)."""
+    folder, name = os.path.split(os.path.abspath(path))
+    return os.path.join(folder, f"{TEMPORARY_PREFIX}{os.getpid()}-{name}")
+
+
+def _sync_folder(folder):
+    if os.name != "posix":  # a folder cannot be opened for fsync on Windows; the rename is durable there
+        return
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _sync_file(path):
+    with open(path, "rb+") as handle:
+        os.fsync(handle.fileno())
+
+
+def write_atomically(path, write):
+    """Calls ``write(temporary)`` and renames the file it wrote to ``path`` once it is on disk.
+
+    ``write`` gets a path with ``path``'s suffix. On any exception the temporary file is removed,
+    ``path`` is left as it was, and the exception goes on. Returns ``path``.
+    """
+    temporary = temporary_path(path)
+    try:
+        write(temporary)
+        _sync_file(temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(temporary)
+        raise
+    _sync_folder(os.path.dirname(os.path.abspath(path)))
+    return path
+
+
+@contextlib.contextmanager
+def open_atomically(path, mode="w", **kwargs):
+    """``open`` for writing (``"w"`` or ``"wb"``) whose file appears at ``path`` only when the
+    ``with`` block ends without an exception."""
+    if mode not in ("w", "wb"):
+        raise ValueError(f"open_atomically writes a whole file: mode must be 'w' or 'wb', got {mode!r}")
+    temporary = temporary_path(path)
+    try:
+        with open(temporary, mode, **kwargs) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(temporary)
+        raise
+    _sync_folder(os.path.dirname(os.path.abspath(path)))
+
+
+def remove_temporaries(folder):
+    """Removes the temporary files (``.tmp-*``) that killed writers left in ``folder``; returns their
+    paths. Call it only where no other process is writing into ``folder``."""
+    if not os.path.isdir(folder):
+        return []
+    removed = []
+    for name in sorted(os.listdir(folder)):
+        path = os.path.join(folder, name)
+        if name.startswith(TEMPORARY_PREFIX) and os.path.isfile(path):
+            with contextlib.suppress(OSError):
+                os.remove(path)
+                removed.append(path)
+    return removed

@@ -1,0 +1,213 @@
+"""A training run's folder: one run per folder, its checkpoints, and where a run resumes.
+
+``run.json`` records what defines the run (builder, data sources and their sizes, sampling, batch,
+classes, recipe) when it starts; a later ``train`` into the folder with other settings is refused
+before anything is written, naming each difference (``overwrite=True`` deletes the old run's files
+first). ``epoch-NNN.weights.h5`` (the model's and the optimizer's state after epoch NNN) are the
+resume points: a run resumes from the newest one that can be read, and says which files it passed
+over and why. Every file is written under a temporary name and renamed (``keras_v4d.atomic``), so a
+kill while saving leaves the previous checkpoint whole.
+"""
+
+import csv
+import json
+import os
+import re
+import shutil
+
+from keras_v4d.atomic import open_atomically, remove_temporaries
+
+RUN_FILE = "run.json"
+CHECKPOINT_NAME = "epoch-{epoch:03d}.weights.h5"
+_CHECKPOINT = re.compile(r"^epoch-(\d{3,})\.weights\.h5$")
+# What train() writes into a folder; --overwrite removes these and nothing else.
+RUN_FILES = (RUN_FILE, "settings.json", "class_names.txt", "last.keras", "history.csv", "skipped.csv")
+RUN_FOLDERS = ("tensorboard", "workers", "backup")  # backup/: the BackupAndRestore state of earlier versions
+
+
+class RunFolderError(ValueError):
+    """The output folder holds another run, or none of its checkpoints can be read."""
+
+
+def describe_source(source):
+    """A data source as recorded: absolute paths for paths (so ``runs/../train.txt`` is the same)."""
+    if source is None:
+        return None
+    if isinstance(source, (str, os.PathLike)):
+        return os.path.abspath(os.fspath(source))
+    if isinstance(source, (list, tuple)):
+        return [describe_source(item) for item in source]
+    return repr(source)
+
+
+def run_record(*, builder, train_data, train_videos, val_data, sampling, batch_size, num_classes, class_names, lr,
+               weight_decay, decay_epochs, mixed_precision, init_weights):
+    """What defines a run (JSON-able): two commands with equal records train the same run. The number
+    of epochs, the strategy, logging and TensorBoard may change from one command to the next."""
+    return {
+        "builder": builder,
+        "train_data": describe_source(train_data),
+        "train_videos": int(train_videos),
+        "val_data": describe_source(val_data),
+        "sampling": sampling.to_dict(),
+        "batch_size": int(batch_size),
+        "num_classes": int(num_classes),
+        "class_names": list(class_names) if class_names else None,
+        "lr": float(lr),
+        "weight_decay": float(weight_decay),
+        "decay_epochs": [int(epoch) for epoch in decay_epochs],
+        "mixed_precision": bool(mixed_precision),
+        "init_weights": describe_source(init_weights),
+    }
+
+
+def _show(value, limit=80):
+    text = json.dumps(value)
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def record_differences(recorded, wanted):
+    """``["batch_size: 8 recorded, 4 now", …]``, one per differing setting (sampling per field)."""
+    differences = []
+    for key in sorted(set(recorded) | set(wanted)):
+        old, new = recorded.get(key), wanted.get(key)
+        if key == "sampling" and isinstance(old, dict) and isinstance(new, dict):
+            differences += [f"sampling.{line}" for line in record_differences(old, new)]
+        elif old != new:
+            differences.append(f"{key}: {_show(old)} recorded, {_show(new)} now")
+    return differences
+
+
+def checkpoints(folder):
+    """``[(epoch, path)]`` of the folder's ``epoch-NNN.weights.h5``, newest first."""
+    if not os.path.isdir(folder):
+        return []
+    found = [(int(match.group(1)), os.path.join(folder, name))
+             for name in os.listdir(folder) if (match := _CHECKPOINT.match(name))]
+    return sorted(found, reverse=True)
+
+
+def _read_record(path):
+    try:
+        with open(path, encoding="utf-8") as handle:
+            record = json.load(handle)
+    except (OSError, ValueError) as error:
+        raise RunFolderError(f"{path} cannot be read ({error}); use another --output, or --overwrite to delete "
+                             "the run in that folder") from None
+    if not isinstance(record, dict):
+        raise RunFolderError(f"{path}: expected a JSON object, got {type(record).__name__}")
+    return record
+
+
+def clear_run(folder):
+    """Deletes what a run wrote into ``folder`` (``RUN_FILES``, checkpoints, ``RUN_FOLDERS``,
+    temporary files); other files stay. Returns the number of paths removed."""
+    paths = [os.path.join(folder, name) for name in RUN_FILES] + [path for _, path in checkpoints(folder)]
+    removed = 0
+    for path in paths:
+        if os.path.isfile(path):
+            os.remove(path)
+            removed += 1
+    for name in RUN_FOLDERS:
+        path = os.path.join(folder, name)
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+            removed += 1
+    return removed + len(remove_temporaries(folder))
+
+
+def claim_run_folder(folder, record, *, overwrite=False, write=True):
+    """Makes ``folder`` the folder of the run ``record`` before anything else is written to it.
+
+    A folder with no run becomes this run's (``run.json`` is written when ``write``; non-chief
+    workers only check). A folder whose ``run.json`` equals ``record`` is this run: resumed. One with
+    another run, or with checkpoints but no ``run.json`` (an earlier keras_v4d), raises
+    ``RunFolderError`` naming every difference, unless ``overwrite``, which deletes that run's files
+    first. Returns ``"new"``, ``"resumed"`` or ``"overwritten"``.
+    """
+    path = os.path.join(folder, RUN_FILE)
+    state = "new"
+    if os.path.isfile(path):
+        recorded = None if overwrite else _read_record(path)
+        if recorded is not None and recorded != record:
+            differences = record_differences(recorded, record)
+            raise RunFolderError(f"{folder} holds another run ({RUN_FILE}); its settings differ from this command's: "
+                                 + "; ".join(differences) + ". Use another --output, or --overwrite to delete "
+                                 "that run and start this one there")
+        state = "resumed" if recorded is not None else "overwritten"
+    elif checkpoints(folder) or os.path.exists(os.path.join(folder, "last.keras")):
+        if not overwrite:
+            raise RunFolderError(f"{folder} holds checkpoints of a run without {RUN_FILE} (written by an earlier "
+                                 "keras_v4d), so this command cannot tell whether it is the same run. Use another "
+                                 "--output, or --overwrite to delete that run and start this one there")
+        state = "overwritten"
+    if state == "overwritten":
+        removed = clear_run(folder)
+        print(f"--overwrite: deleted the earlier run in {folder} ({removed} files and folders)", flush=True)
+    if write:
+        os.makedirs(folder, exist_ok=True)
+        if state != "resumed":
+            with open_atomically(path, "w", encoding="utf-8") as handle:
+                json.dump(record, handle, indent=2)
+        remove_temporaries(folder)  # left by a writer killed mid-save
+    return state
+
+
+def restore_newest_checkpoint(model, folder, report=print):
+    """Loads the newest readable ``epoch-NNN.weights.h5`` of ``folder`` into ``model`` (weights and
+    optimizer state; ``model`` compiled). A checkpoint that cannot be read (torn, truncated, another
+    architecture) is reported by name and the one before it is tried.
+
+    Returns ``(epoch, path)``, ``(0, None)`` when the folder has no checkpoint. Raises
+    ``RunFolderError`` when there are checkpoints but none can be read: a run never starts again
+    from scratch on its own.
+    """
+    found = checkpoints(folder)
+    if not found:
+        return 0, None
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is not None and not optimizer.built:
+        optimizer.build(model.trainable_variables)  # the optimizer's variables must exist to be restored
+    failures = []
+    for epoch, path in found:
+        try:
+            model.load_weights(path)
+        except (OSError, ValueError, KeyError) as error:
+            reason = " ".join(str(error).split())[:300]
+            failures.append(f"{path} ({type(error).__name__}: {reason})")
+            report(f"checkpoint {path} cannot be read ({type(error).__name__}: {reason}); trying the one before it",
+                   flush=True)
+            continue
+        return epoch, path
+    raise RunFolderError(f"none of the {len(found)} checkpoint(s) in {folder} can be read: " + "; ".join(failures)
+                         + ". Use --overwrite (or another --output) to start the run again")
+
+
+def _rewrite_csv(path, keep):
+    if not os.path.isfile(path):
+        return
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.reader(handle)
+        header = next(reader, None)
+        rows = [row for row in reader if len(row) == len(header or ()) and keep(dict(zip(header, row)))]
+    if header is None:
+        return
+    with open_atomically(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+
+
+def _epoch_at_most(value, limit):
+    try:
+        return int(value) <= limit
+    except ValueError:
+        return False
+
+
+def trim_logs(folder, completed):
+    """Keeps the rows of ``history.csv`` (Keras' 0-based ``epoch``) and ``skipped.csv`` (1-based) of
+    the ``completed`` epochs only: an epoch that ran past its checkpoint, or a torn last row, is
+    dropped, so a resumed run has one row per epoch."""
+    _rewrite_csv(os.path.join(folder, "history.csv"), lambda row: _epoch_at_most(row.get("epoch"), completed - 1))
+    _rewrite_csv(os.path.join(folder, "skipped.csv"), lambda row: _epoch_at_most(row.get("epoch"), completed))

@@ -1,0 +1,134 @@
+"""The whole-video signatures: one video's frames (raw or JPEG) in, the answer of ``predict`` /
+``evaluate`` out — the test protocol and Algorithm 1 run inside the graph."""
+
+import base64
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_v4d
+from keras_v4d.data import video_dataset, write_video
+from keras_v4d.data.pipeline import load_video_views
+from keras_v4d.data.video_io import read_all_frames
+from keras_v4d.export import export_saved_model
+from keras_v4d.inference import predict_videos
+from keras_v4d.inference.video_level import video_level_predict
+from keras_v4d.sampling import VideoSampling
+from keras_v4d.serving import whole_video_functions
+from tests.conftest import tensorflow_only
+
+pytestmark = tensorflow_only()
+SAMPLING = VideoSampling(train_units=2, frames_per_unit=2, stride=3, crop_size=32, short_side=36, test_num_units=4,
+                         test_num_crops=3)
+CLASSES = ["archery", "bowling", "cycling"]
+
+
+def _trained_looking(model, seed=0):
+    """Random weights everywhere (the 4D blocks start as identities, which would hide them), BN
+    variances kept positive."""
+    rng = np.random.default_rng(seed)
+    model.set_weights([np.abs(w) + 0.5 if "variance" in v.path else w + rng.normal(0, 0.2, w.shape).astype(w.dtype)
+                       for v, w in zip(model.weights, model.get_weights())])
+    return model
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory):
+    """A real 41-frame H.264 file of moving content, 40×52 (not square: the short side is resized)."""
+    t = np.arange(41)[:, None, None]
+    y, x = np.mgrid[0:40, 0:52]
+    frames = np.full((41, 40, 52, 3), 128, np.uint8)
+    frames[..., 0] = (x * 5 + t * 7) % 256
+    frames[..., 1] = (y * 6 + t * 3) % 256
+    path = tmp_path_factory.mktemp("serving") / "clip.mp4"
+    write_video(str(path), frames)
+    return path
+
+
+def _reference(model, views):
+    return video_level_predict(model, tf.convert_to_tensor(views)[None], SAMPLING.train_units).numpy()
+
+
+@pytest.mark.parametrize("builder", ["V4DResNet18", "F4DResNet18", "TSNResNet18"])
+def test_the_whole_video_function_equals_predict(builder, video):
+    model = _trained_looking(getattr(keras_v4d, builder)(classes=3, input_shape=(None, 2, None, None, 3)))
+    serve = whole_video_functions(model, SAMPLING, CLASSES, top_k=2)["video_frames"]
+    got = serve(tf.constant(read_all_frames(str(video))))
+    expected = _reference(model, load_video_views(str(video), **SAMPLING.test_arguments()))
+    np.testing.assert_allclose(got["probabilities"].numpy(), expected, atol=1e-5)
+    assert np.ptp(expected) > 0.05  # the weights make a difference between the classes
+    (path, top, error), = predict_videos(model, [str(video)], SAMPLING, class_names=CLASSES, top_k=2)
+    assert error is None and [name.encode() for name, _ in top] == got["top_k_names"].numpy()[0].tolist()
+    np.testing.assert_allclose(got["top_k_probabilities"].numpy()[0], [p for _, p in top], atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def exported(video, tmp_path_factory):
+    model = _trained_looking(keras_v4d.V4DResNet18(classes=3, input_shape=(None, 2, None, None, 3)), seed=1)
+    folder = tmp_path_factory.mktemp("exported") / "saved_model"
+    export_saved_model(model, str(folder), sampling=SAMPLING, class_names=CLASSES)
+    return model, tf.saved_model.load(str(folder))
+
+
+def test_the_saved_model_answers_a_video_file_as_predict_does(exported, video):
+    model, loaded = exported
+    got = loaded.signatures["video_frames"](frames=tf.constant(read_all_frames(str(video))))
+    expected = _reference(model, load_video_views(str(video), **SAMPLING.test_arguments()))
+    np.testing.assert_allclose(got["probabilities"].numpy(), expected, atol=1e-4)
+    assert got["top_k_names"].numpy()[0, 0].decode() == CLASSES[int(expected.argmax())]
+    assert "serving_default" in loaded.signatures  # today's signature is still there
+
+
+def _rest_request_to_tensor(body):
+    """What TF Serving's REST API makes of ``{"instances": [...]}`` / ``{"inputs": [...]}`` for one
+    string input: each ``{"b64": …}`` becomes the decoded bytes, one per element of axis 0."""
+    parsed = json.loads(body)
+    rows = parsed["instances"] if "instances" in parsed else parsed["inputs"]
+    if isinstance(rows, dict):
+        rows = rows["frames"]
+    rows = [row["frames"] if isinstance(row, dict) and "frames" in row else row for row in rows]
+    return tf.constant([base64.b64decode(row["b64"]) for row in rows])
+
+
+def test_a_jpeg_frames_rest_request_gets_the_answer_of_evaluate_on_the_rawframes(exported, video, tmp_path):
+    model, loaded = exported
+    frames = read_all_frames(str(video))
+    folder = tmp_path / "clip"
+    folder.mkdir()
+    jpegs = [tf.io.encode_jpeg(frame, quality=90).numpy() for frame in frames]
+    for i, data in enumerate(jpegs):
+        (folder / f"img_{i + 1:05d}.jpg").write_bytes(data)
+    (tmp_path / "rawframes.txt").write_text(f"clip {len(jpegs)} 1\n")
+    views = next(iter(video_dataset(str(tmp_path / "rawframes.txt"), training=False, batch_size=1,
+                                    **SAMPLING.test_arguments()).dataset))[0][0]
+    expected = _reference(model, views)
+    for body in (json.dumps({"instances": [{"b64": base64.b64encode(d).decode()} for d in jpegs]}),
+                 json.dumps({"inputs": {"frames": [{"b64": base64.b64encode(d).decode()} for d in jpegs]}})):
+        got = loaded.signatures["video_jpeg"](frames=_rest_request_to_tensor(body))
+        np.testing.assert_allclose(got["probabilities"].numpy(), expected, atol=1e-4)
+
+
+def test_empty_videos_are_refused_naming_the_dimension(exported):
+    _, loaded = exported
+    for shape, name in (((0, 40, 52, 3), "number of frames N"), ((5, 0, 52, 3), "height H"),
+                        ((5, 40, 0, 3), "width W")):
+        with pytest.raises(tf.errors.InvalidArgumentError, match=name):
+            loaded.signatures["video_frames"](frames=tf.zeros(shape, tf.uint8))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="number of frames N"):
+        loaded.signatures["video_jpeg"](frames=tf.constant([], tf.string))
+
+
+def test_jpeg_frames_are_checked_from_their_headers_before_decoding():
+    model = keras_v4d.TSNResNet18(classes=3, input_shape=(None, 2, None, None, 3))
+    serve = whole_video_functions(model, SAMPLING, max_frame_pixels=40 * 52)["video_jpeg"]
+    small = tf.io.encode_jpeg(tf.zeros((40, 52, 3), tf.uint8)).numpy()
+    assert serve(tf.constant([small] * 3))["probabilities"].shape == (1, 3)  # at the limit: served
+    large = tf.io.encode_jpeg(tf.zeros((41, 52, 3), tf.uint8)).numpy()
+    with pytest.raises(tf.errors.InvalidArgumentError, match="more than max_frame_pixels=2080"):
+        serve(tf.constant([large] * 3))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="the height and width of frame 0"):
+        serve(tf.constant([small, tf.io.encode_jpeg(tf.zeros((20, 26, 3), tf.uint8)).numpy()]))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="not a JPEG, PNG or GIF"):
+        serve(tf.constant([b"RIFF....WEBPVP8 "]))
