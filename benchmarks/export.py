@@ -58,8 +58,8 @@ def main():
             interpreter.allocate_tensors()
             index = interpreter.get_input_details()[0]["index"]
 
-            def invoke():
-                interpreter.set_tensor(index, video)
+            def invoke():  # the file takes the video's U·T frames
+                interpreter.set_tensor(index, video.reshape(-1, args.size, args.size, 3))
                 interpreter.invoke()
 
             rows.append((f"TFLite {variant} (ai-edge-litert)", os.path.getsize(path),

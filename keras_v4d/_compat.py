@@ -14,6 +14,10 @@ e.g. on AVX2-only CPUs, they run Eigen's kernels, much slower for keras_v4d's co
 (docs/cpu.md). TensorFlow reads ``TF_ENABLE_ONEDNN_OPTS`` once, when it is
 imported, so ``prefer_onednn`` runs at ``import keras_v4d``, before Keras imports TensorFlow.
 
+LiteRT's interpreter lists a file's nodes, and the delegate nodes that replaced some of them, only
+through its private ``_get_ops_details`` (``tflite_nodes``; no public API, google-ai-edge/LiteRT's
+``interpreter.py``); ``keras_v4d.export.tflite_ops`` reads from it which ops the XNNPACK delegate took.
+
 Child processes that outlive a killed parent: ``end_with_parent`` (multiprocessing has no option for
 it, python/cpython#111873).
 """
@@ -270,3 +274,11 @@ def end_with_parent():
         threading.Thread(target=exit_with_parent, name="end_with_parent", daemon=True).start()
     if not parent.is_alive():  # the parent died before the signal was armed
         os._exit(1)
+
+
+def tflite_nodes(interpreter):
+    """``[{"index", "op_name", "inputs", "outputs"}]`` of an allocated LiteRT ``Interpreter``: the file's
+    nodes and, after them, one ``DELEGATE`` node per partition a delegate took (private
+    ``Interpreter._get_ops_details``; ai-edge-litert 2.x has no public listing)."""
+    return [{"index": int(op["index"]), "op_name": op["op_name"], "inputs": [int(i) for i in op["inputs"]],
+             "outputs": [int(i) for i in op["outputs"]]} for op in interpreter._get_ops_details()]

@@ -1,28 +1,33 @@
 """Export for deployment: a TF Serving SavedModel and TFLite files that take uint8 video.
 
-``export_saved_model(model, "exported/v4d")``, ``export_tflite(model, "v4d.tflite", U, T, S)``;
-the command-line tool is ``keras-v4d export``.
+``export_saved_model(model, "exported/v4d")``, ``export_tflite(model, "v4d.tflite", U, T, S)``,
+``run_tflite(path, frames)``, ``tflite_ops(path)``; the command-line tool is ``keras-v4d export``.
 
 The SavedModel's ``serving_default`` takes ``video`` uint8 ``(batch, U, T, H, W, 3)`` RGB and
 returns ``probabilities`` ``(batch, classes)``; ImageNet normalisation runs inside the graph. U, H
 and W stay free where the model allows them (U is fixed by the TFLite files, which need static
 shapes). Beside it, ``video_frames`` and ``video_jpeg`` take one whole video and run the test
-protocol in the graph (``keras_v4d.serving``). TFLite variants: ``float32``, ``dynamic``
-(dynamic-range int8 weights), ``fp16``.
+protocol in the graph (``keras_v4d.serving``). The TFLite files take one video's uint8 frames
+``(U·T, S, S, 3)`` and hold the network lowered to rank-4 tensors and Conv2D (``keras_v4d.lowering``),
+so LiteRT's XNNPACK delegate runs it. TFLite variants: ``float32``, ``dynamic`` (dynamic-range int8
+weights), ``fp16``.
 
 An empty input (any of batch, U, T, H, W equal to 0) is an ``InvalidArgumentError`` naming the
 dimension. Exports replace their output whole or not at all: a failed export (``ExportError``)
 leaves the previous SavedModel folder or TFLite file as it was.
 """
 
+import collections
 import os
 import shutil
 
 import numpy as np
 import tensorflow as tf
 
+from keras_v4d import _compat
 from keras_v4d.atomic import TEMPORARY_PREFIX, open_atomically, temporary_path
 from keras_v4d.data.frame_size import MAX_FRAME_PIXELS
+from keras_v4d.lowering import lower
 from keras_v4d.models.preprocessing import preprocess_input
 from keras_v4d.models.video_model import VideoModel, ends_in_softmax
 from keras_v4d.sampling import resolve_sampling
@@ -126,10 +131,13 @@ def _replace_folder(path, write):
 
 
 def export_tflite(model, path, num_units, frames_per_unit, spatial_size, variant="float32"):
-    """Writes a TFLite flatbuffer for uint8 input ``(1, U, T, S, S, 3)``; returns ``path``.
+    """Writes a TFLite flatbuffer for one video's uint8 frames ``(U·T, S, S, 3)``; returns ``path``.
 
-    The file appears at ``path`` only once converted and written whole; a failed conversion
-    (``ExportError``) leaves a previous file at ``path`` as it was.
+    The frames are unit-major (unit 0's T frames, then unit 1's, …): ``video.reshape(-1, S, S, 3)`` of a
+    ``(1, U, T, S, S, 3)`` batch. The network is lowered (``keras_v4d.lowering``): no tensor of rank
+    above 4 and no ``CONV_3D``, so LiteRT's XNNPACK delegate takes it. The file appears at ``path``
+    only once converted and written whole; a failed conversion (``ExportError``) leaves a previous
+    file at ``path`` as it was.
     """
     if variant not in TFLITE_VARIANTS:
         raise ValueError(f"`variant` must be one of {TFLITE_VARIANTS}, got {variant!r}")
@@ -137,10 +145,9 @@ def export_tflite(model, path, num_units, frames_per_unit, spatial_size, variant
     if None in shape:
         raise ValueError(f"TFLite needs a static input shape; got (U, T, H, W, 3) = {shape}: give num_units, "
                          "frames_per_unit and spatial_size")
-    serve = _serving_function(model, shape)
-    concrete = serve.get_concrete_function(tf.TensorSpec((1,) + shape, tf.uint8, name="video"))
-    # Without a trackable object the converter freezes the weights into constants; with one it keeps
-    # resource variables that the LiteRT interpreter leaves uninitialised (garbage outputs).
+    concrete = lower(model, shape[0], shape[1], shape[2:4]).get_concrete_function()
+    # The weights are constants of the lowered function; converting with the Keras object attached would
+    # keep resource variables that the LiteRT interpreter leaves uninitialised (garbage outputs).
     converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete])
     if variant in ("dynamic", "fp16"):
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -156,20 +163,69 @@ def export_tflite(model, path, num_units, frames_per_unit, spatial_size, variant
     return path
 
 
-def run_tflite(path, video):
-    """Runs a TFLite file with the ``ai-edge-litert`` interpreter: uint8 ``video`` → probabilities."""
-    from ai_edge_litert.interpreter import Interpreter
+def _interpreter(path, delegates=True):
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-    interpreter = Interpreter(model_path=path)
+    resolver = OpResolverType.AUTO if delegates else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    interpreter = Interpreter(model_path=os.fspath(path), experimental_op_resolver_type=resolver)
     interpreter.allocate_tensors()
+    return interpreter
+
+
+def run_tflite(path, video):
+    """Runs a TFLite file with the ``ai-edge-litert`` interpreter (XNNPACK on the CPU): uint8 video →
+    probabilities ``(1, classes)``.
+
+    ``video``: the file's frames ``(U·T, S, S, 3)``, or the same video as sampled units
+    ``(1, U, T, S, S, 3)`` / ``(U, T, S, S, 3)``, taken unit-major.
+    """
+    interpreter = _interpreter(path)
     (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
     video = np.asarray(video, np.uint8)
     expected = tuple(int(n) for n in inp["shape"])
-    if tuple(video.shape) != expected:
-        raise ValueError(f"{path} takes video of shape {expected}, got {tuple(video.shape)}")
-    interpreter.set_tensor(inp["index"], video)
+    units = tuple(video.shape[1:] if video.ndim == 6 and video.shape[0] == 1 else video.shape)
+    if tuple(video.shape) != expected and not (len(units) == 5 and units[0] * units[1] == expected[0]
+                                               and units[2:] == expected[1:]):
+        raise ValueError(f"{path} takes video frames of shape {expected} (or units (1, U, T, H, W, 3) with "
+                         f"U·T = {expected[0]}), got {tuple(video.shape)}")
+    interpreter.set_tensor(inp["index"], video.reshape(expected))
     interpreter.invoke()
     return interpreter.get_tensor(out["index"])
+
+
+def tflite_ops(path):
+    """What a TFLite file asks of LiteRT on this CPU: ``{"ops": Counter of op names, "not_delegated":
+    Counter of the ops the default delegate (XNNPACK) left to the built-in kernels, "partitions":
+    the number of delegate nodes}``, as the interpreter reports them after delegation."""
+    interpreter = _interpreter(path)
+    nodes = {node["index"]: node for node in _compat.tflite_nodes(interpreter)}
+    delegates = [node for node in nodes.values() if node["op_name"] == "DELEGATE"]
+    plain = [node for node in nodes.values() if node["op_name"] != "DELEGATE"]
+    delegate_inputs = {t for node in delegates for t in node["inputs"]}
+    delegate_outputs = {t for node in delegates for t in node["outputs"]}
+    producers = {t: node["index"] for node in plain for t in node["outputs"]}
+    consumers = collections.defaultdict(set)
+    for node in plain:
+        for t in node["inputs"]:
+            consumers[t].add(node["index"])
+    graph_outputs = {int(d["index"]) for d in interpreter.get_output_details()}
+    # A node the delegate left runs on its own: it feeds a delegate node or the outputs from outside it, or
+    # reads a delegate node's output; what such a node reads and what reads it (not via a delegate) run too.
+    left = {producers[t] for t in (delegate_inputs | graph_outputs) - delegate_outputs if t in producers}
+    left |= {i for t in delegate_outputs for i in consumers[t]}
+    if not delegates:
+        left = {node["index"] for node in plain}
+    pending = list(left)
+    while pending:
+        node = nodes[pending.pop()]
+        linked = {producers[t] for t in node["inputs"] if t in producers and t not in delegate_outputs}
+        linked |= {i for t in node["outputs"] if t not in delegate_inputs for i in consumers[t]}
+        for index in linked - left:
+            left.add(index)
+            pending.append(index)
+    return {"ops": collections.Counter(node["op_name"] for node in plain),
+            "not_delegated": collections.Counter(nodes[i]["op_name"] for i in left),
+            "partitions": len(delegates)}
 
 
 def _input_shape(model, num_units, frames_per_unit, spatial_size):

@@ -4,7 +4,8 @@ r"""Export a trained model for deployment: a TF Serving SavedModel and TFLite fi
         --formats saved_model,tflite
 
 U, T and the crop default to the checkpoint's saved settings (``settings.json`` beside it: the
-TFLite input is ``(1, U_train, T, crop, crop, 3)``); the SavedModel's ``serving_default`` keeps U,
+TFLite input is one video's frames ``(U_train·T, crop, crop, 3)``, unit-major, the network lowered to
+rank-4 tensors and Conv2D for LiteRT's XNNPACK delegate); the SavedModel's ``serving_default`` keeps U,
 H and W free unless given. Its whole-video signatures ``video_frames`` (uint8 frames ``(N, H, W, 3)``)
 and ``video_jpeg`` (encoded frames ``(N,)``) run the saved test protocol in the graph and name the
 top ``--top_k`` classes with ``class_names.txt`` beside the checkpoint (or ``--class_names``).
@@ -79,8 +80,8 @@ def main(argv):
             for variant in FLAGS.tflite_variants:
                 path = export_tflite(model, os.path.join(FLAGS.output, f"model_{variant}.tflite"), units, frames,
                                      crop, variant)
-                print(f"TFLite ({variant}, input 1×{units}×{frames}×{crop}×{crop}×3): {path}, "
-                      f"{os.path.getsize(path) / 1e6:.1f} MB")
+                print(f"TFLite ({variant}, input {units * frames}×{crop}×{crop}×3: {units} units × {frames} "
+                      f"frames): {path}, {os.path.getsize(path) / 1e6:.1f} MB")
     except (ExportError, OSError) as error:
         raise CommandError(str(error), EXIT_NOT_WRITTEN) from None
     except ValueError as error:

@@ -4,9 +4,17 @@ diagnosing a folder that failed).
 
 Damaged files: decoding goes on past a damaged packet and stops where the data stops; a file that
 decodes only partly gives the frames that decode (``sample_video`` re-samples over them and says so).
+
+Seeking: ``read_frames`` and ``sample_video`` jump to the keyframe before a wanted frame when that
+keyframe lies past the frame the decoder would reach next, instead of decoding on (see
+``_seek_plan``); the frames are the same as a sequential decode's. Any doubt (a damaged file, missing
+or repeated timestamps, a frame that does not come out where the packets said) falls back to the
+sequential decoder, so damaged files are read as before.
 """
 
 import os
+import threading
+from collections import OrderedDict
 
 import av
 import numpy as np
@@ -106,6 +114,169 @@ def _decode(path, wanted, last, threaded=True, max_frame_pixels=MAX_FRAME_PIXELS
     return found, decoded, first_error
 
 
+class _SeekPlan:
+    """Where a file's frames are, from its demuxed packets (nothing decoded): ``pts`` sorted (frame
+    ``k`` in decode order of presented frames is the one with the ``k``-th smallest pts) and ``keys``,
+    the frame indices of the keyframes a decoder can start at and output exactly the frames from
+    there on (sorted)."""
+
+    def __init__(self, pts, keys):
+        self.pts, self.keys = pts, keys
+
+    def index(self, pts):
+        """The frame index of ``pts``, or None when no packet has it."""
+        if pts is None:
+            return None
+        k = int(np.searchsorted(self.pts, pts))
+        return k if k < len(self.pts) and self.pts[k] == pts else None
+
+    def key_before(self, index):
+        """The last usable keyframe at or before frame ``index``."""
+        return int(self.keys[np.searchsorted(self.keys, index, side="right") - 1])
+
+    def seeks(self, targets):
+        """Whether reading the sorted ``targets`` seeks at least once (see ``_seek_decode``)."""
+        position = 0
+        for target in targets:
+            if target >= position:
+                if self.key_before(target) > position + _SEEK_MIN_GAIN:
+                    return True
+                position = target + 1
+        return False
+
+
+_SEEK_MIN_GAIN = 2  # frames a seek must save: below that, decoding on costs less than flushing the decoder
+_PLANS = OrderedDict()  # (path, size, mtime) → _SeekPlan or None; the most recent files
+_PLANS_KEPT = 256
+_PLANS_LOCK = threading.Lock()  # tf.data reads files on several threads
+
+
+def _seek_plan(path):
+    """The file's ``_SeekPlan``, or None when seeking is not safe in it.
+
+    Demuxes every packet of the first video stream without decoding it (milliseconds for a minute of
+    video; kept for the last ``_PLANS_KEPT`` files, keyed by size and modification time). None — read
+    sequentially — when demuxing fails anywhere, a packet has no pts, two have the same, the count
+    differs from the header's frame count, or no keyframe precedes all others. A keyframe is usable
+    when it is a clean cut: the packets before it in decode order are exactly the frames presented
+    before it (no leading B-frames of an open GOP).
+    """
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    cache_key = (path, stat.st_size, stat.st_mtime_ns)
+    with _PLANS_LOCK:
+        if cache_key in _PLANS:
+            _PLANS.move_to_end(cache_key)
+            return _PLANS[cache_key]
+    plan = None
+    try:
+        container = av.open(path)
+    except (av.FFmpegError, OSError, UnicodeDecodeError):
+        return None
+    try:
+        if container.streams.video:
+            stream = container.streams.video[0]
+            pts, keyframe = [], []
+            for packet in container.demux(stream):
+                if packet.size:
+                    pts.append(packet.pts)
+                    keyframe.append(packet.is_keyframe)
+            if pts and None not in pts and (not stream.frames or stream.frames == len(pts)):
+                pts = np.asarray(pts, dtype=np.int64)
+                order = np.sort(pts)
+                if np.all(np.diff(order) > 0):
+                    # a clean cut at decode position d: every packet before d presents before it, every
+                    # one from d on at or after it
+                    before_max = np.maximum.accumulate(np.concatenate([[np.iinfo(np.int64).min], pts[:-1]]))
+                    from_min = np.minimum.accumulate(pts[::-1])[::-1]
+                    clean = np.asarray(keyframe) & (before_max < pts) & (from_min == pts)
+                    keys = np.searchsorted(order, pts[clean])
+                    if len(keys) and keys.min() == 0:
+                        plan = _SeekPlan(order, np.sort(keys))
+    except av.FFmpegError:
+        plan = None
+    finally:
+        container.close()
+    with _PLANS_LOCK:
+        _PLANS[cache_key] = plan
+        while len(_PLANS) > _PLANS_KEPT:
+            _PLANS.popitem(last=False)
+    return plan
+
+
+class _Unsure(Exception):
+    """The seeking decoder met something the plan did not foresee: read sequentially instead."""
+
+
+def _seek_decode(path, wanted, plan, max_frame_pixels):
+    """RGB frames at the ``wanted`` positions (all of them), decoding from the keyframe before a wanted
+    frame whenever that keyframe is more than ``_SEEK_MIN_GAIN`` frames past the frame the decoder
+    would reach next, else decoding on. Each decoded frame's index comes from its pts through the plan
+    and must be the next one expected (frames come out consecutively from the keyframe); anything
+    else — a decoding or demuxing error, a frame out of place, the file ending early — raises
+    ``_Unsure``. Frames larger than the limit are a ``VideoReadError``, as when decoding sequentially.
+    """
+    found = {}
+    targets = sorted(wanted)
+    container = _open(path, max_frame_pixels)
+    try:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        packets, position = container.demux(stream), 0
+        for target in targets:
+            if target < position:
+                continue  # decoded on the way to an earlier target
+            key = plan.key_before(target)
+            if key > position + _SEEK_MIN_GAIN:
+                container.seek(int(plan.pts[key]), stream=stream, backward=True, any_frame=False)
+                packets, position = container.demux(stream), None  # where it landed: the first frame says
+            while position is None or position <= target:
+                packet = next(packets, None)
+                if packet is not None and not packet.size:
+                    packet = None  # the demuxer's end: flush the frames the decoder still holds
+                frames = packet.decode() if packet is not None else stream.codec_context.decode(None)
+                for frame in frames:
+                    index = plan.index(frame.pts)
+                    if position is None:  # the first frame after a seek: a usable keyframe, not past the target
+                        if index is None or index > target or plan.key_before(index) != index:
+                            raise _Unsure()
+                        position = index
+                    if index != position:
+                        raise _Unsure()
+                    reason = frame_size_error(path, frame.width, frame.height, max_frame_pixels)
+                    if reason is not None:
+                        raise VideoReadError(reason)
+                    if index in wanted:
+                        found[index] = frame.to_ndarray(format="rgb24")
+                    position += 1
+                if packet is None:
+                    break
+            if position is None or position <= target:
+                raise _Unsure()  # the file ended before the target
+    except av.FFmpegError:
+        raise _Unsure() from None
+    finally:
+        container.close()
+    return found
+
+
+def _decode_wanted(path, wanted, last, max_frame_pixels):
+    """``_decode(path, wanted, last)``'s result, seeking where that is cheaper (see ``_seek_decode``):
+    with every wanted frame found; otherwise (a damaged file, or seeking unsure) ``_decode``'s."""
+    plan = _seek_plan(path)
+    if plan is not None and plan.seeks(sorted(wanted)):
+        try:
+            found = _seek_decode(path, wanted, plan, max_frame_pixels)
+        except _Unsure:
+            pass
+        else:
+            if wanted <= found.keys():
+                return found, last + 1, None
+    return _decode(path, wanted, last, max_frame_pixels=max_frame_pixels)
+
+
 def _stopped(decoded, error):
     reason = f"only {decoded} frame(s) decode"
     return reason + (f" (decoding stopped: {error})" if error is not None else "")
@@ -114,7 +285,8 @@ def _stopped(decoded, error):
 def read_frames(path, indices, max_frame_pixels=MAX_FRAME_PIXELS):
     """RGB uint8 frames ``(len(indices), H, W, 3)`` at ``indices`` (any order, repeats allowed).
 
-    Decodes sequentially up to the last requested frame and converts only the requested ones to
+    Decodes up to the last requested frame, seeking to the keyframe before a requested frame where
+    that is cheaper than decoding on (the same frames), and converts only the requested ones to
     RGB (grayscale and other pixel formats are converted). Raises ``VideoReadError`` naming the
     file if it cannot be decoded, fewer frames decode than requested (the message says how many
     really decode) or its frames are larger than ``max_frame_pixels`` (None: no limit).
@@ -125,7 +297,7 @@ def read_frames(path, indices, max_frame_pixels=MAX_FRAME_PIXELS):
     if indices.min() < 0:
         raise VideoReadError(f"{path}: negative frame index {int(indices.min())} requested")
     wanted = set(indices.tolist())
-    found, decoded, error = _decode(path, wanted, int(indices.max()), max_frame_pixels=max_frame_pixels)
+    found, decoded, error = _decode_wanted(path, wanted, int(indices.max()), max_frame_pixels)
     if not wanted <= found.keys():  # damaged: try again on one thread, which loses no frame
         found, decoded, error = _decode(path, wanted, int(indices.max()), False, max_frame_pixels)
     missing = sorted(wanted - found.keys())
@@ -231,7 +403,7 @@ def sample_video(path, num_units, frames_per_unit, stride, training=False, seed=
         raise VideoReadError(f"{path}: the video has no frames")
     indices = segment_indices(claimed, num_units, frames_per_unit, stride, training, seed).numpy().reshape(-1)
     wanted = set(indices.tolist())
-    found, decoded, error = _decode(path, wanted, int(indices.max()), max_frame_pixels=max_frame_pixels)
+    found, decoded, error = _decode_wanted(path, wanted, int(indices.max()), max_frame_pixels)
     if wanted <= found.keys():
         return _stack(path, [found[i] for i in indices.tolist()]), None
     # Damaged: count the frames that decode (on one thread, which loses none), sample over them.
