@@ -38,22 +38,30 @@ def _sync_file(path):
         os.fsync(handle.fileno())
 
 
-def write_atomically(path, write):
-    """Calls ``write(temporary)`` and renames the file it wrote to ``path`` once it is on disk.
-
-    ``write`` gets a path with ``path``'s suffix. On any exception the temporary file is removed,
-    ``path`` is left as it was, and the exception goes on. Returns ``path``.
-    """
+@contextlib.contextmanager
+def _replacing(path):
+    """Yields the temporary path for ``path``; renames it over ``path`` when the block ends, or
+    removes it and re-raises when the block fails."""
     temporary = temporary_path(path)
     try:
-        write(temporary)
-        _sync_file(temporary)
+        yield temporary
         os.replace(temporary, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.remove(temporary)
         raise
     _sync_folder(os.path.dirname(os.path.abspath(path)))
+
+
+def write_atomically(path, write):
+    """Calls ``write(temporary)`` and renames the file it wrote to ``path`` once it is on disk.
+
+    ``write`` gets a path with ``path``'s suffix. On any exception the temporary file is removed,
+    ``path`` is left as it was, and the exception goes on. Returns ``path``.
+    """
+    with _replacing(path) as temporary:
+        write(temporary)
+        _sync_file(temporary)
     return path
 
 
@@ -63,18 +71,11 @@ def open_atomically(path, mode="w", **kwargs):
     ``with`` block ends without an exception."""
     if mode not in ("w", "wb"):
         raise ValueError(f"open_atomically writes a whole file: mode must be 'w' or 'wb', got {mode!r}")
-    temporary = temporary_path(path)
-    try:
-        with open(temporary, mode, **kwargs) as handle:
+    with _replacing(path) as temporary:
+        with open(temporary, mode, **kwargs) as handle:  # closed before the rename
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(temporary)
-        raise
-    _sync_folder(os.path.dirname(os.path.abspath(path)))
 
 
 def remove_temporaries(folder):

@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 
-from keras_v4d.data import write_video
+from tests.training.runs import write_tiny_dataset
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ENV = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -37,17 +37,13 @@ def _free_ports(n):
 
 
 def test_multi_worker_training_with_two_local_processes_sharing_one_output(tmp_path):
-    lines = []
-    for i in range(4):
-        write_video(str(tmp_path / f"v{i}.mp4"), np.full((12, 32, 32, 3), 50 * i, np.uint8))
-        lines.append(f"v{i}.mp4 {i % 2}")
-    (tmp_path / "list.txt").write_text("\n".join(lines) + "\n")
+    listing = write_tiny_dataset(tmp_path)
     workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
     processes = []
     for index in range(2):
         tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
         command = [sys.executable, "-m", "keras_v4d.cli.train", "--model=TSNResNet18",
-                   f"--train={tmp_path / 'list.txt'}",
+                   f"--train={listing}",
                    "--num_classes=2", f"--output={tmp_path / 'run'}", "--epochs=2", "--batch_size=2",
                    "--num_units=2", "--frames_per_unit=2", "--stride=2", "--crop_size=32", "--short_side=32",
                    "--strategy=multiworker"]
