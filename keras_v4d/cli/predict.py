@@ -2,10 +2,17 @@
 
     keras-v4d predict --checkpoint runs/v4d/last.keras video1.mp4 video2.webm
 
+    keras-v4d predict --checkpoint runs/v4d/last.keras --timeline --window 10 --hop 1 match.mp4
+
 Sampling flags default to the checkpoint's saved settings; class names come from --class_names,
 the saved settings or ``class_names.txt`` beside the checkpoint. A video that cannot be read is
 reported with its path and the others are still predicted; the exit code is then 1 (2 for bad
 flags or a missing checkpoint).
+
+--timeline answers "what happens when" in a long video: windows of about --window seconds every
+--hop seconds, each with the test protocol (the probabilities of predicting that window alone),
+units shared between windows, the video decoded as a stream. It writes NAME.timeline.csv, .json
+and .png per video into --output_dir and prints their paths.
 """
 
 import json
@@ -13,12 +20,27 @@ import sys
 
 from absl import flags
 
-from keras_v4d.cli.common import EXIT_BAD_INPUT, CommandError, define_inference_flags, load_inference_model, run
+from keras_v4d.cli.common import (
+    EXIT_BAD_INPUT,
+    EXIT_NOT_WRITTEN,
+    CommandError,
+    define_inference_flags,
+    load_inference_model,
+    run,
+)
 
 FLAGS = flags.FlagValues()
 define_inference_flags(FLAGS)
 flags.DEFINE_integer("top_k", 5, "Classes listed per video.", lower_bound=1, flag_values=FLAGS)
 flags.DEFINE_bool("json", False, "Print one JSON object per video instead of a table.", flag_values=FLAGS)
+flags.DEFINE_bool("timeline", False, "Class probabilities over time (windows every --hop seconds) as CSV, JSON and "
+                  "PNG files in --output_dir, instead of one answer per video.", flag_values=FLAGS)
+flags.DEFINE_float("window", 10.0, "--timeline: seconds per window (rounded to whole unit steps).", lower_bound=0.001,
+                   flag_values=FLAGS)
+flags.DEFINE_float("hop", 1.0, "--timeline: seconds between window starts (rounded to whole unit steps).",
+                   lower_bound=0.001, flag_values=FLAGS)
+flags.DEFINE_string("output_dir", "timelines", "--timeline: folder for the CSV, JSON and PNG files.",
+                    flag_values=FLAGS)
 
 
 def main(argv):
@@ -31,8 +53,10 @@ def main(argv):
     model, class_names, sampling = load_inference_model(FLAGS)
     print(f"sampling: train_units={sampling.train_units} "
           + " ".join(f"{k}={v}" for k, v in sampling.test_arguments().items()), file=sys.stderr)
-    failed = 0
     max_frame_pixels = FLAGS.max_frame_pixels or MAX_FRAME_PIXELS
+    if FLAGS.timeline:
+        return _timelines(model, videos, sampling, class_names, max_frame_pixels)
+    failed = 0
     for path, best, error in predict_videos(model, videos, sampling, mode=FLAGS.mode, class_names=class_names,
                                             top_k=FLAGS.top_k, max_frame_pixels=max_frame_pixels):
         if error is not None:
@@ -44,6 +68,41 @@ def main(argv):
             print(path)
             for rank, (name, probability) in enumerate(best, 1):
                 print(f"  {rank}. {100 * probability:5.1f}%  {name}")
+    if failed:
+        print(f"{failed} of {len(videos)} video(s) could not be read", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return 0
+
+
+def _timelines(model, videos, sampling, class_names, max_frame_pixels):
+    import os
+
+    from keras_v4d.data import VideoReadError
+    from keras_v4d.inference.timeline import video_timeline, write_timeline
+
+    failed, names = 0, set()
+    for path in videos:
+        try:
+            timeline = video_timeline(model, path, sampling, window=FLAGS.window, hop=FLAGS.hop, mode=FLAGS.mode,
+                                      class_names=class_names, max_frame_pixels=max_frame_pixels)
+        except (VideoReadError, OSError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            failed += 1
+            continue
+        name = os.path.splitext(os.path.basename(path))[0]
+        while name in names:  # two videos of the same name from different folders
+            name += "_"
+        names.add(name)
+        try:
+            paths = write_timeline(timeline, os.path.join(FLAGS.output_dir, name), top_k=FLAGS.top_k)
+        except OSError as error:
+            raise CommandError(f"--output_dir {FLAGS.output_dir}: the timeline of {path} cannot be written "
+                               f"({error})", EXIT_NOT_WRITTEN) from None
+        grid = timeline.grid
+        print(f"{path}: {len(timeline.starts)} windows of {grid.window_frames / timeline.fps:.2f} s every "
+              f"{grid.hop_frames / timeline.fps:.2f} s ({timeline.units_run} units through the 3D part)")
+        for kind in ("csv", "json", "png"):
+            print(f"  {kind}: {paths[kind]}")
     if failed:
         print(f"{failed} of {len(videos)} video(s) could not be read", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -68,50 +68,96 @@ def count_frames(path, max_frame_pixels=MAX_FRAME_PIXELS):
         container.close()
 
 
-def _decode(path, wanted, last, threaded=True, max_frame_pixels=MAX_FRAME_PIXELS, each=None):
-    """Decodes sequentially up to frame ``last`` (or the end), tolerating damaged packets.
+def _frames(path, threaded=True, max_frame_pixels=MAX_FRAME_PIXELS, errors=None):
+    """Yields every frame that decodes (``av.VideoFrame``, in order), tolerating damaged packets.
 
-    Returns ``(found, decoded, error)``: RGB frames at the ``wanted`` positions (with ``each``: none;
-    ``each(index, av.VideoFrame)`` is called on every frame as it decodes instead), how many frames
-    decoded, and the first decoding error (or None). Decoding goes on past a packet that fails
-    and stops where the demuxer stops (a cut file); the frames still held by the decoder are
-    flushed. ``threaded=False`` decodes on one thread: slower, but FFmpeg's frame threads drop the
-    frames in flight when a packet is damaged, so it finds every frame of a damaged file.
+    Decoding goes on past a packet that fails and stops where the demuxer stops (a cut file); the
+    frames still held by the decoder are flushed. Errors met on the way are appended to ``errors``.
+    ``threaded=False`` decodes on one thread: slower, but FFmpeg's frame threads drop the frames in
+    flight when a packet is damaged, so it finds every frame of a damaged file. A frame larger than
+    ``max_frame_pixels`` (the resolution grew mid-stream) is a ``VideoReadError``.
     """
-    found, decoded, first_error = {}, 0, None
+    errors = [] if errors is None else errors
     container = _open(path, max_frame_pixels)
     try:
         stream = container.streams.video[0]
         if threaded:
             stream.thread_type = "AUTO"
         packets = container.demux(stream)
-        while decoded <= last:
+        while True:
             try:
                 packet = next(packets)
             except StopIteration:
-                break
+                return
             except av.FFmpegError as error:  # the demuxer cannot go on (cut or garbled container)
-                first_error = first_error or error
+                errors.append(error)
                 packet = None  # flush the frames the decoder still holds
             try:
                 frames = packet.decode() if packet is not None else stream.codec_context.decode(None)
             except av.FFmpegError as error:  # a damaged packet: skip it, keep decoding
-                first_error = first_error or error
+                errors.append(error)
                 continue
             for frame in frames:
                 reason = frame_size_error(path, frame.width, frame.height, max_frame_pixels)
-                if reason is not None:  # larger than the header said (the resolution grew mid-stream)
+                if reason is not None:
                     raise VideoReadError(reason)
-                if each is not None:
-                    each(decoded, frame)
-                elif decoded in wanted:
-                    found[decoded] = frame.to_ndarray(format="rgb24")
-                decoded += 1
+                yield frame
             if packet is None:
-                break
+                return
     finally:
         container.close()
-    return found, decoded, first_error
+
+
+def _decode(path, wanted, last, threaded=True, max_frame_pixels=MAX_FRAME_PIXELS):
+    """Decodes sequentially up to frame ``last`` (or the end), tolerating damaged packets (``_frames``).
+
+    Returns ``(found, decoded, error)``: RGB frames at the ``wanted`` positions, how many frames
+    decoded, and the first decoding error (or None).
+    """
+    found, decoded, errors = {}, 0, []
+    frames = _frames(path, threaded, max_frame_pixels, errors)
+    try:
+        for frame in frames:
+            if decoded in wanted:
+                found[decoded] = frame.to_ndarray(format="rgb24")
+            decoded += 1
+            if decoded > last:
+                break
+    finally:
+        frames.close()
+    return found, decoded, (errors[0] if errors else None)
+
+
+def frame_rate(path, max_frame_pixels=MAX_FRAME_PIXELS):
+    """Frames per second of the first video stream as its header says (the average rate, else the
+    rate FFmpeg guesses); a ``VideoReadError`` naming ``path`` when it says none."""
+    container = _open(path, max_frame_pixels)
+    try:
+        stream = container.streams.video[0]
+        rate = stream.average_rate or stream.guessed_rate
+    finally:
+        container.close()
+    if not rate or float(rate) <= 0:
+        raise VideoReadError(f"{path}: the video stream has no frame rate")
+    return float(rate)
+
+
+def stream_frames(path, threaded=True, max_frame_pixels=MAX_FRAME_PIXELS, errors=None):
+    """Yields ``(RGB uint8 (H, W, 3), time in seconds)`` for every frame that decodes, in order, one at
+    a time: a long video is never held whole. The time is the frame's timestamp, or its index over
+    the frame rate where it has none. ``VideoReadError`` when the resolution changes mid-stream;
+    damaged packets are passed over as in ``read_all_frames`` (the errors appended to ``errors``).
+    """
+    rate, first = None, None
+    for index, frame in enumerate(_frames(path, threaded, max_frame_pixels, errors)):
+        array = frame.to_ndarray(format="rgb24")
+        first = array.shape if first is None else first
+        if array.shape != first:
+            raise VideoReadError(f"{path}: the resolution changes mid-stream (frame {index} is "
+                                 f"{array.shape[1]}×{array.shape[0]}, the first {first[1]}×{first[0]})")
+        if frame.time is None:
+            rate = rate or frame_rate(path, max_frame_pixels)
+        yield array, (float(frame.time) if frame.time is not None else index / rate)
 
 
 class _SeekPlan:
@@ -352,19 +398,9 @@ def map_all_frames(path, function, with_repair=False, max_frame_pixels=MAX_FRAME
     returns ``(results, repair)``.
     """
     def decode(threaded):
-        results, first = [], None
-
-        def each(index, frame):
-            nonlocal first
-            array = frame.to_ndarray(format="rgb24")
-            first = array.shape if first is None else first
-            if array.shape != first:
-                raise VideoReadError(f"{path}: the resolution changes mid-stream (frame {index} is "
-                                     f"{array.shape[1]}×{array.shape[0]}, the first {first[1]}×{first[0]})")
-            results.append(function(array))
-
-        _, decoded, error = _decode(path, (), float("inf"), threaded, max_frame_pixels, each)
-        return results, decoded, error
+        errors = []
+        results = [function(frame) for frame, _ in stream_frames(path, threaded, max_frame_pixels, errors)]
+        return results, len(results), (errors[0] if errors else None)
 
     claimed = count_frames(path, max_frame_pixels)
     results, decoded, error = decode(threaded=True)
