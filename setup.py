@@ -21,6 +21,11 @@ setup(
         "tqdm",
         "ai-edge-litert",
         "h5py",
+        # keras-v4d export writes an ONNX file by default. tf2onnx 1.16 pins protobuf 3.20 (a downgrade
+        # under TensorFlow 2.20); 1.17 does not.
+        "tf2onnx>=1.17",
+        "onnx",
+        "onnxruntime",
     ],
     extras_require={
         "torch": ["torch==2.13.0"],

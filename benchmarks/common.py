@@ -1,5 +1,5 @@
-"""What the benchmarks share: the machine line at the head of every output, medians over repeats,
-the matmul roofline, and keras_v4d against PyTorch in worker processes, interleaved.
+"""What the benchmarks share: the machine line at the head of every output, medians over repeats and
+over interleaved rounds, the matmul roofline, and keras_v4d against PyTorch in worker processes, interleaved.
 
 Every benchmark imports ``keras_v4d`` before Keras or TensorFlow, so that TensorFlow's oneDNN
 kernels are on where TensorFlow would leave them off, as in the package's tools. This module
@@ -47,6 +47,37 @@ def median_seconds(fn, repeats, warmup=1):
         fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def interleaved_medians(functions, rounds, warmup=1):
+    """Median wall time of each of ``functions`` (name → callable), rounds interleaved: one call of
+    each in turn (A, B, C, A, B, C, …) after ``warmup`` calls each; ``{name: seconds}``."""
+    for fn in functions.values():
+        for _ in range(warmup):
+            fn()
+    times = {name: [] for name in functions}
+    for _ in range(rounds):
+        for name, fn in functions.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def tflite_runner(path, xnnpack=True):
+    """``run(frames) → probabilities`` of a TFLite file on one interpreter, allocated once (LiteRT on every
+    core; ``xnnpack=False``: the built-in kernels only)."""
+    from keras_v4d.export import tflite_interpreter
+
+    interpreter = tflite_interpreter(path, xnnpack, num_threads=os.cpu_count())
+    (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
+
+    def run(frames):  # the file's input: one video's U·T frames
+        interpreter.set_tensor(inp["index"], np.asarray(frames).reshape(tuple(inp["shape"])))
+        interpreter.invoke()
+        return interpreter.get_tensor(out["index"])
+
+    return run
 
 
 def matmul_gflops(size=2048, repeats=10):

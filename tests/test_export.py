@@ -1,4 +1,4 @@
-"""SavedModel and TFLite export: uint8 video in, the Keras model's probabilities out."""
+"""SavedModel, TFLite and ONNX export: uint8 video in, the Keras model's probabilities out."""
 
 import os
 import subprocess
@@ -7,10 +7,27 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
+from test_lowering import _calibrate, _randomized
 
-from keras_v4d.data import normalize_imagenet
-from keras_v4d.export import ExportError, export_saved_model, export_tflite, run_tflite
+from keras_v4d import _compat
+from keras_v4d.data import normalize_imagenet, video_dataset, write_video
+from keras_v4d.export import (
+    ExportError,
+    export_onnx,
+    export_saved_model,
+    export_tflite,
+    representative_videos,
+    run_onnx,
+    run_tflite,
+    tflite_interpreter,
+    tflite_ops,
+)
 from keras_v4d.models import build_resnet3d
+from keras_v4d.sampling import VideoSampling, write_settings
+
+# the TFLite / ONNX input of the tests' exports: U=4 units of T=2 frames at 32²
+SAMPLING = VideoSampling(train_units=4, frames_per_unit=2, stride=2, crop_size=32, short_side=36, test_num_units=4,
+                         test_num_crops=1)
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +61,9 @@ def test_tflite_variants_match_the_keras_model(model, tmp_path):
         # the file takes the video's U·T frames; its sampled units (1, U, T, S, S, 3) are taken too
         for given in (video.reshape(8, 32, 32, 3), video):
             np.testing.assert_allclose(run_tflite(path, given), expected, atol=tolerance, err_msg=variant)
+        # XNNPACK takes every op but the input's CAST; fp16: a first partition of the weights' DEQUANTIZE nodes
+        report = tflite_ops(path)
+        assert set(report["not_delegated"]) == {"CAST"} and report["partitions"] == 1 + (variant == "fp16"), report
     with pytest.raises(ValueError, match=r"takes video frames of shape \(8, 32, 32, 3\)"):
         run_tflite(str(tmp_path / "float32.tflite"), _video((1, 5, 2, 32, 32, 3)))
 
@@ -53,6 +73,18 @@ def test_export_errors_name_what_is_wrong(model, tmp_path):
         export_tflite(model, str(tmp_path / "x.tflite"), None, 2, 32)
     with pytest.raises(ValueError, match="the model takes frames_per_unit=2, cannot export it with 4"):
         export_saved_model(model, str(tmp_path / "y"), frames_per_unit=4)
+    with pytest.raises(ValueError, match="the int8 TFLite variant needs `representative_frames`"):
+        export_tflite(model, str(tmp_path / "x.tflite"), 4, 2, 32, "int8")
+    with pytest.raises(ValueError, match=r"representative_frames takes uint8 RGB frames .*got float32"):
+        export_tflite(model, str(tmp_path / "x.tflite"), 4, 2, 32, "int8", np.zeros((1, 8, 32, 32, 3), np.float32))
+    with pytest.raises(ValueError, match=r"representative_frames takes video frames of shape \(8, 32, 32, 3\)"):
+        export_tflite(model, str(tmp_path / "x.tflite"), 4, 2, 32, "int8", [_video((6, 32, 32, 3))])
+    with pytest.raises(ValueError, match="calibrate the int8 variant only"):
+        export_tflite(model, str(tmp_path / "x.tflite"), 4, 2, 32, "fp16", [_video((8, 32, 32, 3))])
+    with pytest.raises(ValueError, match="ONNX needs a static input shape"):
+        export_onnx(model, str(tmp_path / "x.onnx"), 4, 2, None)
+    with pytest.raises(ValueError, match="no annotation list, folder or TFRecord files at .*nowhere"):
+        representative_videos(str(tmp_path / "nowhere"), SAMPLING)
     env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3"}
     missing = subprocess.run([sys.executable, "-m", "keras_v4d.cli.export", f"--checkpoint={tmp_path / 'nope.keras'}",
                               f"--output={tmp_path / 'out'}"], env=env, capture_output=True, text=True, timeout=300)
@@ -136,3 +168,122 @@ def test_the_export_tool_reports_a_failed_conversion_without_a_traceback(model, 
     assert "Traceback" not in err
     assert (tmp_path / "out" / "model_float32.tflite").read_bytes() == previous
     assert _temporaries(tmp_path / "out") == []
+
+
+def _write_videos(folder, levels):
+    """One 20-frame 40×48 H.264 video per grey level (its label: the index); returns the list file."""
+    os.makedirs(folder, exist_ok=True)
+    lines = []
+    for i, level in enumerate(levels):
+        write_video(os.path.join(folder, f"v{i}.mp4"), np.full((20, 40, 48, 3), level, np.uint8))
+        lines.append(f"v{i}.mp4 {i}")
+    path = os.path.join(folder, "list.txt")
+    with open(path, "w") as handle:
+        handle.write("\n".join(lines) + "\n")
+    return path
+
+
+def test_representative_videos_are_the_pipelines_frames_spread_over_the_source(tmp_path):
+    listing = _write_videos(str(tmp_path / "videos"), [30 * (i + 1) for i in range(6)])
+    frames = representative_videos(listing, SAMPLING, count=3)
+    assert frames.shape == (3, 8, 32, 32, 3) and frames.dtype == np.uint8
+    # videos 0, 2 and 5 of 6 (spread, not the first three): grey levels 30, 90, 180 (H.264 moves them a little)
+    np.testing.assert_allclose(frames.reshape(3, -1).mean(axis=1), [30, 90, 180], atol=3)
+    # the evaluation pipeline's views, rounded back to uint8: within half a grey level
+    views = next(iter(video_dataset(listing, training=False, batch_size=6, num_crops=1, **{
+        **SAMPLING.training_arguments(), "num_units": 4}).dataset))[0].numpy()[[0, 2, 5], 0]
+    np.testing.assert_allclose(np.asarray(normalize_imagenet(frames)), views.reshape(3, 8, 32, 32, 3),
+                               atol=0.5 / 255 / 0.224 + 1e-5)
+    assert representative_videos(listing, SAMPLING, count=10).shape[0] == 6  # all there are
+
+
+def _float32_tensors(interpreter):
+    return sorted(d["name"] for d in interpreter.get_tensor_details() if d["dtype"] == np.float32)
+
+
+def test_the_int8_tflite_file_is_full_integer_rank_4_and_gives_probabilities(tmp_path):
+    model = _randomized(18, "v4d", 2)  # 4D blocks far from the identity (a trained model's are not zero)
+    videos = [_video((1, 4, 2, 32, 32, 3), seed=10 + i) for i in range(12)]
+    _calibrate(model, videos[0])
+    path = export_tflite(model, str(tmp_path / "int8.tflite"), 4, 2, 32, "int8",
+                         [video.reshape(8, 32, 32, 3) for video in videos[:8]])
+    plain = tflite_interpreter(path, xnnpack=False)
+    (inp,), (out,) = plain.get_input_details(), plain.get_output_details()
+    assert tuple(inp["shape"]) == (8, 32, 32, 3) and inp["dtype"] == np.uint8 and out["dtype"] == np.float32
+    assert max(len(d["shape"]) for d in plain.get_tensor_details()) <= 4
+    report = tflite_ops(path)
+    assert "CONV_3D" not in report["ops"] and report["ops"]["CONV_2D"] > 0 and report["ops"]["QUANTIZE"] == 1
+    # full-integer: float32 only between the input's CAST and its QUANTIZE, and for the dequantised output
+    tensors = {d["index"]: d for d in plain.get_tensor_details()}
+    for node in _compat.tflite_nodes(plain):
+        if node["op_name"] in ("CONV_2D", "FULLY_CONNECTED", "ADD", "MUL", "SUB", "MEAN", "SOFTMAX"):
+            assert {tensors[t]["dtype"] for t in node["inputs"][:1] + node["outputs"]} == {np.int8}, node
+    assert len(_float32_tensors(plain)) == 2, _float32_tensors(plain)
+    print(f"\nint8 file: XNNPACK partitions {report['partitions']}, left to the built-in kernels "
+          f"{dict(report['not_delegated'])}")
+    assert set(report["not_delegated"]) <= {"CAST", "SOFTMAX"}  # XNNPACK has no int8 softmax
+
+    agree, largest = 0, 0.0
+    for video in videos[8:]:  # videos the calibration did not see
+        expected = np.asarray(model(normalize_imagenet(tf.constant(video))))
+        for xnnpack in (True, False):
+            got = run_tflite(path, video, xnnpack=xnnpack)
+            assert got.shape == (1, 5) and np.isfinite(got).all() and (got >= 0).all()
+            assert abs(got.sum() - 1) <= 5 / 256  # the int8 softmax's output: steps of 1/256
+        agree += int(got.argmax() == expected.argmax())
+        largest = max(largest, float(np.abs(got - expected).max()))
+    print(f"int8 against float32 (random weights, 4 random videos): top-1 agreement {agree}/4, "
+          f"largest probability difference {largest:.4f}")
+
+
+def test_the_onnx_file_gives_the_keras_probabilities(tmp_path):
+    model = _randomized(18, "v4d", 2)
+    video = _video((1, 4, 2, 32, 32, 3), seed=3)
+    _calibrate(model, video)
+    expected = np.asarray(model(normalize_imagenet(tf.constant(video))))
+    assert expected.max() < 0.99  # not one-hot: the comparison means something
+    path = export_onnx(model, str(tmp_path / "model.onnx"), 4, 2, 32)
+    for given in (video, video.reshape(8, 32, 32, 3)):
+        np.testing.assert_allclose(run_onnx(path, given), expected, atol=1e-4)
+    with pytest.raises(ValueError, match=r"takes video frames of shape \(8, 32, 32, 3\)"):
+        run_onnx(path, _video((1, 3, 2, 32, 32, 3)))
+
+
+def test_the_export_tool_writes_every_format_and_int8_only_with_representative_data(model, tmp_path, capsys):
+    from keras_v4d.cli import export as export_tool
+    from keras_v4d.cli.common import execute
+
+    def export(argv):  # each run from the flags' defaults, as a new process starts (absl keeps parsed values)
+        export_tool.FLAGS.unparse_flags()
+        return execute("export", export_tool.main, export_tool.FLAGS, export_tool.__doc__, argv)
+
+    run = tmp_path / "run"
+    run.mkdir()
+    model.save(run / "model.keras")
+    write_settings(str(run), SAMPLING)
+    out = tmp_path / "out"
+    argv = ["export", f"--checkpoint={run / 'model.keras'}", f"--output={out}"]
+    assert export(argv) == 0
+    printed = capsys.readouterr().out
+    assert "TFLite (int8): left out" in printed and "--representative_data" in printed
+    assert sorted(os.listdir(out)) == ["model.onnx", "model_dynamic.tflite", "model_float32.tflite",
+                                       "model_fp16.tflite", "saved_model"]
+    video = _video((1, 4, 2, 32, 32, 3), seed=4)
+    expected = _keras_probabilities(model, video)
+    np.testing.assert_allclose(run_onnx(str(out / "model.onnx"), video), expected, atol=1e-4)
+    np.testing.assert_allclose(run_tflite(str(out / "model_float32.tflite"), video), expected, atol=1e-5)
+
+    listing = _write_videos(str(tmp_path / "videos"), [40, 120, 200])
+    argv += [f"--representative_data={listing}", "--formats=tflite", "--tflite_variants=int8"]
+    assert export(argv) == 0
+    assert "calibrated on 3 videos" in capsys.readouterr().out
+    got = run_tflite(str(out / "model_int8.tflite"), video)
+    assert got.shape == (1, 5) and abs(got.sum() - 1) <= 5 / 256
+
+    argv[-2:] = ["--formats=onnx"]
+    assert export(argv) == 2
+    assert "--representative_data calibrates the int8 TFLite file" in capsys.readouterr().err
+    argv[-2:] = [f"--representative_data={tmp_path / 'missing.txt'}", "--formats=tflite"]
+    assert export(argv) == 2
+    assert "--representative_data: `source`: no annotation list" in capsys.readouterr().err
+    export_tool.FLAGS.unparse_flags()
