@@ -253,8 +253,7 @@ def test_the_export_tool_writes_every_format_and_int8_only_with_representative_d
     from keras_v4d.cli import export as export_tool
     from keras_v4d.cli.common import execute
 
-    def export(argv):  # each run from the flags' defaults, as a new process starts (absl keeps parsed values)
-        export_tool.FLAGS.unparse_flags()
+    def export(argv):  # each run starts from the flags' defaults (execute resets them), as a new process does
         return execute("export", export_tool.main, export_tool.FLAGS, export_tool.__doc__, argv)
 
     run = tmp_path / "run"
@@ -286,4 +285,3 @@ def test_the_export_tool_writes_every_format_and_int8_only_with_representative_d
     argv[-2:] = [f"--representative_data={tmp_path / 'missing.txt'}", "--formats=tflite"]
     assert export(argv) == 2
     assert "--representative_data: `source`: no annotation list" in capsys.readouterr().err
-    export_tool.FLAGS.unparse_flags()

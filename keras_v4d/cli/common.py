@@ -47,6 +47,7 @@ def execute(command, main, flag_values, doc, argv):
     if any(arg in ("-h", "--help", "--helpfull", "--helpshort") for arg in argv[1:]):
         print(command_help(command, flag_values, doc))
         return 0
+    flag_values.unparse_flags()  # a tool run twice in one process starts from its defaults again
     try:
         remaining = flag_values(list(argv))
     except flags.Error as error:
