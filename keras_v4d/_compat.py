@@ -282,3 +282,30 @@ def tflite_nodes(interpreter):
     ``Interpreter._get_ops_details``; ai-edge-litert 2.x has no public listing)."""
     return [{"index": int(op["index"]), "op_name": op["op_name"], "inputs": [int(i) for i in op["inputs"]],
              "outputs": [int(i) for i in op["outputs"]]} for op in interpreter._get_ops_details()]
+
+
+_PY_CALLBACKS = {}  # token -> callback: TensorFlow's registry holds its functions by weak reference only
+
+
+def register_py_callback(token, function, output_types):
+    """Makes ``tf.raw_ops.EagerPyFunc(token=token, Tout=output_types)`` call ``function`` (eagerly, as
+    ``tf.py_function`` would) in this process, under a name chosen here.
+
+    A tf.data service worker cannot run the ``tf.py_function`` of another process: the graph names it
+    by a token of that process's registry (``pyfunc_0``), and the service does not support Python in a
+    dataset (tensorflow/tensorflow#50252; the service's "Limitations"). A worker registers the function
+    under a token both sides derive from the data, so a graph built by the trainer runs it on the
+    worker. TensorFlow has no public way to register under a given token: this uses the private
+    ``script_ops._py_funcs`` registry and ``EagerFunc`` (TensorFlow 2.x).
+    """
+    import tensorflow as tf
+
+    if _version(tf)[0] != 2:
+        raise RuntimeError(f"register_py_callback: the py_func registry used here is TensorFlow 2's, not "
+                           f"{tf.__version__}'s")
+    from tensorflow.python.ops import script_ops
+
+    callback = script_ops.EagerFunc(function, list(output_types), False)
+    _PY_CALLBACKS[token] = callback
+    script_ops._py_funcs._funcs[token] = callback
+    return token

@@ -1,6 +1,6 @@
 """``keras-v4d``: one command with a subcommand per tool.
 
-    keras-v4d train | evaluate | predict | export | convert-weights | convert-data | summary [flags]
+    keras-v4d train | evaluate | predict | export | convert-weights | convert-data | data-service | summary [flags]
     keras-v4d SUBCOMMAND --help
 """
 
@@ -17,6 +17,7 @@ SUBCOMMANDS = {
     "export": ("export", "SavedModel (TF Serving) and TFLite files"),
     "convert-weights": ("convert_weights", "official V4D PyTorch checkpoint -> .weights.h5"),
     "convert-data": ("convert_data", "videos or rawframes -> TFRecord shards"),
+    "data-service": ("data_service", "a tf.data service dispatcher or worker: decode training videos on other hosts"),
     "summary": ("summary", "parameters and GMACs of every builder beside the papers' figures"),
 }
 

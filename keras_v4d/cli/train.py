@@ -13,7 +13,9 @@ there, the others under --output/workers/).
 Shows a progress bar per epoch on a terminal (one line per epoch otherwise) and writes TensorBoard
 logs under --output/tensorboard (--notensorboard to leave them out). Videos that cannot be read are
 skipped and counted per epoch (the log, history.csv, skipped.csv, TensorBoard); --strict stops at
-the first one instead.
+the first one instead. --data_service grpc://HOST:PORT reads the training videos decoded by a
+tf.data service cluster (`keras-v4d data-service`), each once per epoch; the videos a stopped worker
+held are counted as lost.
 """
 
 import os
@@ -60,6 +62,9 @@ flags.DEFINE_bool("overwrite", False, "Delete the run already in --output (its c
 flags.DEFINE_integer("max_frame_pixels", None, "A video whose frames have more pixels (width × height, read from its "
                      "header before decoding) is skipped like any bad video (default: "
                      "keras_v4d.data.MAX_FRAME_PIXELS, 4096×4096).", lower_bound=1, flag_values=FLAGS)
+flags.DEFINE_string("data_service", None, "grpc://HOST:PORT of a tf.data service dispatcher whose workers serve "
+                    "--train (keras-v4d data-service): the training videos are decoded there, each once per epoch.",
+                    flag_values=FLAGS)
 flags.DEFINE_bool("strict", False, "Stop at the first video that cannot be read instead of skipping it.",
                   flag_values=FLAGS)
 
@@ -87,7 +92,7 @@ def main(argv):
               decay_epochs=[int(e) for e in FLAGS.decay_epochs], strategy=FLAGS.strategy,
               mixed_precision=FLAGS.mixed_precision, low_memory=FLAGS.low_memory, init_weights=FLAGS.init_weights,
               tensorboard=FLAGS.tensorboard, strict=FLAGS.strict, overwrite=FLAGS.overwrite,
-                        max_frame_pixels=FLAGS.max_frame_pixels or MAX_FRAME_PIXELS)
+                        max_frame_pixels=FLAGS.max_frame_pixels or MAX_FRAME_PIXELS, data_service=FLAGS.data_service)
     except BadVideoError as error:  # --strict
         raise CommandError(f"--train/--val: {error}", code=EXIT_BAD_INPUT) from None
     except TrainingDiverged as error:

@@ -13,6 +13,14 @@ from keras_v4d.data.pipeline import (
     single_view,
     video_dataset,
 )
+from keras_v4d.data.service import (
+    DataServiceError,
+    ServiceReader,
+    serve_videos,
+    service_video_dataset,
+    start_dispatcher,
+    start_worker,
+)
 from keras_v4d.data.sources import (
     RawFrames,
     TFRecordFiles,
@@ -34,10 +42,12 @@ from keras_v4d.data.video_io import (
 )
 
 __all__ = [
-    "MAX_FRAME_PIXELS", "BadVideoError", "RawFrames", "SkipLog", "TFRecordFiles", "VideoDataset", "VideoFiles",
+    "MAX_FRAME_PIXELS", "BadVideoError", "DataServiceError", "RawFrames", "ServiceReader",
+    "SkipLog", "TFRecordFiles", "VideoDataset", "VideoFiles",
     "VideoReadError",
     "bad_video_message", "count_frames", "count_tfrecords", "encode_example", "eval_transform", "load_video_views",
     "normalize_imagenet", "parse_example", "read_all_frames", "read_annotations", "read_class_folders",
     "read_frames", "read_rawframe_annotations", "read_video_units", "resolve_source", "sample_video", "scan_shard",
-    "segment_indices", "single_view", "train_transform", "unit_span", "video_dataset", "write_video",
+    "segment_indices", "serve_videos", "service_video_dataset", "single_view", "start_dispatcher",
+    "start_worker", "train_transform", "unit_span", "video_dataset", "write_video",
 ]

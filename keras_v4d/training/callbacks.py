@@ -54,10 +54,13 @@ class DataReport(keras.callbacks.Callback):
     expected (skipped videos make an epoch end early; it is not repeated or padded); and appends the
     epoch's new skip-log entries to ``skipped.csv`` (``epoch, data, status, video, reason``) under
     ``output_dir``. The pipelines log every entry as it happens too (logger ``keras_v4d.data``).
+    ``lost_videos``: with the tf.data service, a callable giving the videos of the epoch just ended that
+    no worker delivered (``ServiceReader.lost``); counted as ``lost`` and listed with status ``lost``.
     """
 
-    def __init__(self, skip_log=None, val_skip_log=None, steps_per_epoch=None, output_dir=None):
+    def __init__(self, skip_log=None, val_skip_log=None, steps_per_epoch=None, output_dir=None, lost_videos=None):
         super().__init__()
+        self.lost_videos = lost_videos
         self.skip_logs = {"": skip_log, "val_": val_skip_log}
         self.steps_per_epoch = steps_per_epoch
         self.path = os.path.join(output_dir, "skipped.csv") if output_dir else None
@@ -93,8 +96,16 @@ class DataReport(keras.callbacks.Callback):
                 notes.append(f"{data}: {len(skipped)} video(s) skipped, {len(repaired)} repaired")
             rows += [(epoch + 1, data, "skipped", video, reason) for video, reason in skipped]
             rows += [(epoch + 1, data, "repaired", video, reason) for video, reason in repaired]
+        if self.lost_videos is not None:
+            lost = list(self.lost_videos())
+            logs["lost"] = len(lost)
+            if lost:
+                notes.append(f"training: {len(lost)} video(s) lost to a tf.data service worker that stopped")
+            rows += [(epoch + 1, "training", "lost", video, "its tf.data service worker stopped before delivering it")
+                     for video in lost]
         if self.steps_per_epoch and self._steps < self.steps_per_epoch:
-            reason = "training was stopped" if self.model.stop_training else "the data ran out: videos were skipped"
+            reason = "training was stopped" if self.model.stop_training else (
+                "the data ran out: videos were skipped" + (" or lost" if self.lost_videos is not None else ""))
             notes.insert(0, f"ended after {self._steps} of {self.steps_per_epoch} expected steps ({reason})")
         if notes:
             where = f" (listed in {self.path})" if self.path and rows else ""
@@ -164,7 +175,7 @@ class RunCheckpoints(keras.callbacks.Callback):
 
 
 def training_callbacks(output_dir, *, steps_per_epoch=None, skip_log=None, val_skip_log=None, tensorboard=True,
-                       checkpoint_dir=None):
+                       checkpoint_dir=None, lost_videos=None):
     """The callbacks of a training run under ``output_dir``.
 
     ``RunCheckpoints`` (per-epoch ``epoch-NNN.weights.h5`` with the optimizer state, the latest full
@@ -173,12 +184,13 @@ def training_callbacks(output_dir, *, steps_per_epoch=None, skip_log=None, val_s
     ``DataReport`` (skipped/repaired videos per epoch of the pipelines' ``skip_log`` /
     ``val_skip_log`` in the logs, ``history.csv``, ``skipped.csv`` and TensorBoard, plus the learning
     rate); TensorBoard event files under ``output_dir/tensorboard`` (``tensorboard=False`` to leave
-    them out): loss, top-1, top-5, mean-class accuracy, learning rate and the skip counts per epoch.
+    them out): loss, top-1, top-5, mean-class accuracy, learning rate and the skip counts per epoch;
+    ``lost_videos`` (the tf.data service's ``ServiceReader.lost``) adds ``lost`` to them.
     """
     os.makedirs(output_dir, exist_ok=True)
     callbacks = [EpochProgress(steps_per_epoch)] if steps_per_epoch else []
     callbacks += [
-        DataReport(skip_log, val_skip_log, steps_per_epoch, output_dir),
+        DataReport(skip_log, val_skip_log, steps_per_epoch, output_dir, lost_videos),
         # The row before the checkpoint: a kill between the two leaves a row that resuming trims, never
         # a checkpoint without its row.
         keras.callbacks.CSVLogger(os.path.join(output_dir, "history.csv"), append=True),

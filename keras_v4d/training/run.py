@@ -9,7 +9,9 @@ Start-up does not depend on the dataset's size: the steps of an epoch come from 
 (annotation lines, records counted from the shards' index), never from decoding it. Damaged videos
 do not stop a run: they are skipped (or, decoded only partly, repaired) by the input pipeline,
 counted per epoch in the log, ``history.csv`` and TensorBoard and listed in ``skipped.csv``; an
-epoch with skipped videos ends early (the log says so) rather than repeating data.
+epoch with skipped videos ends early (the log says so) rather than repeating data. With
+``data_service`` the training videos are decoded on other hosts (``keras_v4d.data.service``); what
+a stopped worker lost is counted per epoch (``lost``).
 """
 
 import os
@@ -31,6 +33,7 @@ from keras_v4d.data import (
     single_view,
     video_dataset,
 )
+from keras_v4d.data.service import DataServiceError, service_video_dataset
 from keras_v4d.models import BUILDERS
 from keras_v4d.sampling import DEFAULT_SAMPLING, write_settings
 from keras_v4d.training.callbacks import RunCheckpoints, TrainingDiverged, skip_counts, training_callbacks
@@ -74,7 +77,7 @@ def _chief_and_task(distribution):
 def train(builder="V4DResNet18", train_data=None, output=None, *, sampling=None, val_data=None, num_classes=None,
           epochs=100, batch_size=8, lr=0.01, weight_decay=1e-5, decay_epochs=PAPER_DECAY_EPOCHS, strategy="default",
           mixed_precision=False, low_memory=False, init_weights=None, verbose="auto", tensorboard=True, strict=False,
-          overwrite=False, max_frame_pixels=MAX_FRAME_PIXELS, callbacks=None):
+          overwrite=False, max_frame_pixels=MAX_FRAME_PIXELS, data_service=None, callbacks=None):
     """Trains a model of ``builder`` on ``train_data`` and returns the Keras ``History`` (``None`` when
     the run in ``output`` has already completed ``epochs``).
 
@@ -107,12 +110,17 @@ def train(builder="V4DResNet18", train_data=None, output=None, *, sampling=None,
         overwrite: delete the run already in ``output`` (its files only) and start this one there.
         max_frame_pixels: a video whose frames have more pixels (from its header) is skipped undecoded
             like any bad video; None: no limit.
+        data_service: ``"grpc://HOST:PORT"`` of a tf.data service dispatcher whose workers serve
+            ``train_data`` (``keras-v4d data-service``): the training videos are decoded there, each once
+            per epoch; the videos a stopped worker held are lost to that epoch and counted (``lost``).
+            Validation is read here.
         callbacks: more Keras callbacks for ``fit``.
     Raises:
         ValueError naming the argument or file at fault (``RunFolderError`` for a folder holding another
         run or only unreadable checkpoints); with ``strict``, ``BadVideoError`` naming the first video
         that cannot be read; ``TrainingDiverged`` when the loss or a weight became NaN or infinite
-        (naming the epoch and step; the last finite checkpoint is kept as the resume point).
+        (naming the epoch and step; the last finite checkpoint is kept as the resume point);
+        ``DataServiceError`` when the tf.data service cannot deliver (naming its address).
     """
     if not train_data or not output:
         raise ValueError("`train_data` and `output` are required")
@@ -123,6 +131,9 @@ def train(builder="V4DResNet18", train_data=None, output=None, *, sampling=None,
     sampling = sampling or DEFAULT_SAMPLING
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+    if data_service and strategy == "multiworker":
+        raise ValueError("data_service: each training process would read every video of an epoch; use it with "
+                         "strategy 'default' or 'mirrored'")
     # MultiWorkerMirroredStrategy must exist before any other TensorFlow op runs.
     distribution = make_strategy(strategy)
     if low_memory:
@@ -138,8 +149,15 @@ def train(builder="V4DResNet18", train_data=None, output=None, *, sampling=None,
                              "slower than float32 (see benchmarks/README.md), so it is refused — "
                              "train in float32 on CPU, or use mixed precision (mixed_float16) on a GPU")
         keras.mixed_precision.set_global_policy("mixed_float16")
-    train_set = video_dataset(train_data, training=True, num_classes=num_classes, strict=strict, batch_size=batch_size,
-                              max_frame_pixels=max_frame_pixels, **sampling.training_arguments())
+    reader = None
+    if data_service:
+        train_set, reader = service_video_dataset(data_service, train_data, num_classes=num_classes, strict=strict,
+                                                  batch_size=batch_size, max_frame_pixels=max_frame_pixels,
+                                                  **sampling.training_arguments())
+    else:
+        train_set = video_dataset(train_data, training=True, num_classes=num_classes, strict=strict,
+                                  batch_size=batch_size, max_frame_pixels=max_frame_pixels,
+                                  **sampling.training_arguments())
     num_classes = num_classes or len(train_set.class_names or [])
     if not num_classes:
         raise ValueError("num_classes is required when the dataset has no class names")
@@ -206,7 +224,8 @@ def train(builder="V4DResNet18", train_data=None, output=None, *, sampling=None,
     prepare_fit(model, train_set.dataset, distribution)
     print(f"{num_videos} training videos, {steps_per_epoch} steps per epoch of {batch_size}", flush=True)
     run_callbacks = training_callbacks(write_dir, steps_per_epoch=steps_per_epoch, skip_log=train_set.skip_log,
-                                       val_skip_log=val_skip_log, tensorboard=tensorboard)
+                                       val_skip_log=val_skip_log, tensorboard=tensorboard,
+                                       lost_videos=(lambda: reader.lost) if reader else None)
     checkpoints_callback = next(c for c in run_callbacks if isinstance(c, RunCheckpoints))
     # The epoch is the dataset's end (no steps_per_epoch): videos skipped on the way shorten it.
     try:
@@ -219,9 +238,11 @@ def train(builder="V4DResNet18", train_data=None, output=None, *, sampling=None,
                                 shuffle=False)  # the pipeline shuffles
     except tf.errors.OpError as error:  # strict mode: the pipeline's BadVideoError, wrapped by TensorFlow
         message = bad_video_message(error)
-        if message is None:
-            raise
-        raise BadVideoError(message) from None
+        if message is not None:
+            raise BadVideoError(message) from None
+        if reader is not None and "DataServiceError: " in str(error):
+            raise DataServiceError(str(error).split("DataServiceError: ")[-1].split("\n")[0].strip()) from None
+        raise
     if checkpoints_callback.diverged:
         kept = checkpoints_callback.last_saved or restored
         resume = (f"the last finite checkpoint, {kept}, is kept as the resume point (the same command resumes "

@@ -200,10 +200,10 @@ def test_one_command_lists_its_subcommands_and_each_has_help():
     assert scripts.get("keras-v4d") == "keras_v4d.cli.main:console_main"  # what `pip install` puts on PATH
     result = _keras_v4d("--help")
     assert result.returncode == 0, result.stderr[-2000:]
-    for command in ("train", "evaluate", "predict", "export", "convert-weights", "convert-data", "summary"):
+    commands = ["train", "evaluate", "predict", "export", "convert-weights", "convert-data", "data-service", "summary"]
+    for command in commands:
         assert f"  {command} " in result.stdout
-    assert list(SUBCOMMANDS) == ["train", "evaluate", "predict", "export", "convert-weights", "convert-data",
-                                 "summary"]
+    assert list(SUBCOMMANDS) == commands
     helped = _keras_v4d("train", "--help")
     assert helped.returncode == 0 and "usage: keras-v4d train" in helped.stdout
     assert "--num_units: Action units U per video. (default: '4')" in helped.stdout  # VideoSampling's default

@@ -1,0 +1,282 @@
+"""Decoding training videos on other hosts with the tf.data service (``tf.data.experimental.service``).
+
+A dispatcher (``start_dispatcher``) hands out work; workers (``start_worker``) decode and augment; the
+trainer (``service_video_dataset``) reads the finished videos. Video files are decoded by PyAV in
+Python, and a tf.data service worker cannot run a ``tf.py_function`` of the trainer's process (its
+graph names the function by a token of the trainer's Python registry: ``Could not find callback with
+key=pyfunc_0``; tensorflow/tensorflow#50252). So each worker registers the decoding function of the
+list it was started with under a token named after that list's content (``video_token``), and the
+trainer's graph calls that token: the frames are decoded, cropped and normalised on the workers.
+
+Every epoch is a new job over a new permutation of the list (``distributed_epoch``: the dispatcher
+hands each index to one worker), so each video is read once per epoch. A worker that stops loses the
+videos it had taken (the service visits each at most once); the trainer counts what each epoch
+received by index and reports the rest (``ServiceReader.lost``). Observed here (TensorFlow 2.20): after a
+worker is killed the service does not always end the job (the reader keeps waiting for the dead
+worker's task), so an epoch that has delivered nothing for ``STALL_SECONDS`` ends there.
+"""
+
+import hashlib
+import json
+import logging
+import queue
+import socket
+import threading
+import urllib.parse
+
+import numpy as np
+import tensorflow as tf
+
+from keras_v4d._compat import register_py_callback
+from keras_v4d.data.frame_size import MAX_FRAME_PIXELS, check_max_frame_pixels
+from keras_v4d.data.pipeline import SkipLog, VideoDataset, _check_labels
+from keras_v4d.data.sources import VideoFiles, resolve_source
+from keras_v4d.data.transforms import train_transform
+from keras_v4d.data.video_io import VideoReadError, sample_video
+from keras_v4d.sampling import DEFAULT_SAMPLING
+
+logger = logging.getLogger("keras_v4d.data")
+AUTOTUNE = tf.data.AUTOTUNE
+WAIT_SECONDS = 300  # the trainer's wait for an epoch's first video before it gives up (no worker running)
+STALL_SECONDS = 60  # nothing more for this long: the epoch ends, what did not come is lost (a worker stopped)
+CONNECT_SECONDS = 10  # the wait for the dispatcher's port to answer at start-up
+_OUTPUTS = (tf.uint8, tf.int32, tf.string, tf.string, tf.int32, tf.int32)  # frames, label, id, reason, repair
+
+
+class DataServiceError(ValueError):
+    """The tf.data service cannot deliver (no dispatcher, no worker, a worker serving other data)."""
+
+
+def service_address(address, name="data_service"):
+    """``"grpc://HOST:PORT"`` from ``"grpc://HOST:PORT"`` or ``"HOST:PORT"``; a ``ValueError`` naming
+    ``name`` otherwise."""
+    text = str(address or "").strip()
+    parsed = urllib.parse.urlsplit(text if "://" in text else f"grpc://{text}")
+    try:
+        port = parsed.port
+    except ValueError:
+        port = None
+    if parsed.scheme != "grpc" or not parsed.hostname or not port or parsed.path not in ("", "/"):
+        raise ValueError(f"{name}: expected grpc://HOST:PORT (a tf.data service dispatcher), got {address!r}")
+    host = f"[{parsed.hostname}]" if ":" in parsed.hostname else parsed.hostname
+    return f"grpc://{host}:{port}"
+
+
+def check_dispatcher(address, timeout=CONNECT_SECONDS):
+    """Raises ``DataServiceError`` naming ``address`` when nothing listens there within ``timeout`` s."""
+    parsed = urllib.parse.urlsplit(service_address(address))
+    try:
+        socket.create_connection((parsed.hostname, parsed.port), timeout=timeout).close()
+    except OSError as error:
+        raise DataServiceError(
+            f"no tf.data service dispatcher answers at {address} ({error.strerror or error}; waited up to "
+            f"{timeout:g} s): start one with `keras-v4d data-service --dispatcher --port {parsed.port}`") from None
+
+
+def video_token(videos):
+    """The name under which workers serve the video list ``videos``: a digest of its ids and labels."""
+    content = json.dumps([list(map(str, videos.ids)), [int(label) for label in videos.labels]])
+    return f"keras_v4d/video_files/{hashlib.sha256(content.encode()).hexdigest()[:20]}"
+
+
+def _video_files(source, root, class_names, name):
+    resolved = resolve_source(source, root, class_names)
+    if not isinstance(resolved, VideoFiles):
+        raise ValueError(f"{name}: the tf.data service serves video files (a `path label` list or class "
+                         f"folders); {source!r} is {type(resolved).__name__}, decoded with TensorFlow ops in the "
+                         "graph — read it on the trainer, or list the videos it was made from")
+    return resolved
+
+
+def serve_videos(source, root=None, class_names=None):
+    """Registers, in this (worker) process, the decoding function of the video list ``source``; returns
+    its token. ``start_worker`` calls it; call it before the worker starts."""
+    videos = _video_files(source, root, class_names, "serve_videos")
+
+    def load(index, num_units, frames_per_unit, stride, max_frame_pixels):
+        i, units, frames_per, step = int(index), int(num_units), int(frames_per_unit), int(stride)
+        limit = None if int(max_frame_pixels) < 0 else int(max_frame_pixels)
+        path, video_id = videos.paths[i], videos.ids[i]
+        empty = np.zeros((units * frames_per, 1, 1, 3), np.uint8)
+        try:
+            frames, repair = sample_video(path, units, frames_per, step, True, None, limit)
+        except Exception as error:  # noqa: BLE001 - nothing a file does may stop the workers
+            reason = str(error) if isinstance(error, VideoReadError) else (
+                f"{path}: cannot be read ({type(error).__name__}: {error})")
+            logger.warning("skipped %s: %s", video_id, reason)
+            return empty, videos.labels[i], video_id, reason, 0, 0
+        decoded, claimed = repair or (0, 0)
+        return frames, videos.labels[i], video_id, "", decoded, claimed
+
+    token = video_token(videos)
+    register_py_callback(token, load, list(_OUTPUTS))
+    return token
+
+
+def start_dispatcher(port=0, worker_timeout=10.0):
+    """A tf.data service dispatcher on ``port`` (0: any free port; its address: ``.target``). A worker
+    silent for ``worker_timeout`` s is dropped and the videos it had taken are lost to their epoch."""
+    # Missing workers are looked for at each job GC check (default: every 10 minutes).
+    config = tf.data.experimental.service.DispatcherConfig(port=int(port), worker_timeout_ms=int(1000 * worker_timeout),
+                                                           job_gc_check_interval_ms=int(500 * worker_timeout))
+    return tf.data.experimental.service.DispatchServer(config)
+
+
+def start_worker(dispatcher, sources, port, host="localhost", heartbeat=1.0):
+    """A tf.data service worker on ``port`` serving the video lists ``sources`` (``serve_videos``) to the
+    dispatcher at ``dispatcher`` (``HOST:PORT``); the trainer reaches it at ``host:port``."""
+    sources = [sources] if isinstance(sources, str) else list(sources)
+    if not sources:
+        raise ValueError("start_worker: give at least one video list to serve")
+    tokens = [serve_videos(source) for source in sources]
+    address = service_address(dispatcher, "dispatcher").split("://", 1)[1]
+    config = tf.data.experimental.service.WorkerConfig(dispatcher_address=address, worker_address=f"{host}:{port}",
+                                                       port=int(port), heartbeat_interval_ms=int(1000 * heartbeat))
+    server = tf.data.experimental.service.WorkerServer(config)
+    return server, tokens
+
+
+class ServiceReader:
+    """The trainer's side: a ``tf.data.Dataset`` (``dataset``) whose every pass reads one epoch from
+    the service — a new permutation of the usable videos, decoded and augmented on the workers — and
+    counts by index what arrived. ``lost`` lists the videos of the last complete pass that no worker
+    delivered (a worker stopped while it held them); skipped and repaired videos go to ``skip_log``."""
+
+    def __init__(self, address, videos, keep, sample_args, crop_size, short_side, area_range, batch_size, skip_log,
+                 max_frame_pixels, timeout=WAIT_SECONDS, stall=STALL_SECONDS):
+        self.address, self.videos, self.keep, self.skip_log = address, videos, np.asarray(keep, np.int32), skip_log
+        self.token, self.timeout, self.stall, self.lost = video_token(videos), timeout, stall, []
+        self._sample_args, self._transform_args = sample_args, (crop_size, short_side, area_range)
+        self._max_frame_pixels = -1 if max_frame_pixels is None else int(max_frame_pixels)
+        self._random = np.random.default_rng()
+        num_units, frames_per_unit, _ = sample_args
+        spec = (tf.TensorSpec((num_units, frames_per_unit, crop_size, crop_size, 3), tf.float32),
+                tf.TensorSpec((), tf.int32))
+        self.dataset = tf.data.Dataset.from_generator(self._epoch, output_signature=spec).batch(
+            batch_size, drop_remainder=True).prefetch(AUTOTUNE)
+
+    def _epoch_dataset(self, order):
+        """One epoch's job: the indices in ``order``, split among the workers, each decoded there."""
+        num_units, frames_per_unit, stride = self._sample_args
+        crop_size, short_side, area_range = self._transform_args
+        settings = [tf.constant(v, tf.int32) for v in self._sample_args] + [tf.constant(self._max_frame_pixels,
+                                                                                        tf.int64)]
+        token = self.token
+
+        def decode(index):
+            frames, label, video_id, reason, decoded, claimed = tf.raw_ops.EagerPyFunc(
+                input=[index, *settings], token=token, Tout=list(_OUTPUTS))
+            frames.set_shape((num_units * frames_per_unit, None, None, 3))
+            shape = (num_units, frames_per_unit, crop_size, crop_size, 3)
+            video = tf.cond(tf.equal(reason, ""), lambda: tf.reshape(train_transform(
+                frames, crop_size, short_side, area_range=area_range), shape), lambda: tf.zeros(shape))
+            return video, tf.reshape(label, ()), index, tf.reshape(reason, ()), decoded, claimed
+
+        dataset = tf.data.Dataset.from_tensor_slices(order).map(decode, num_parallel_calls=AUTOTUNE,
+                                                                deterministic=False)
+        return dataset.apply(tf.data.experimental.service.distribute("distributed_epoch", self.address,
+                                                                     compression=None))
+
+    def _fill(self, elements, stop, order):
+        try:
+            for element in self._epoch_dataset(order):
+                while not stop.is_set():
+                    try:
+                        elements.put(element, timeout=1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            elements.put(None)
+        except Exception as error:  # noqa: BLE001 - handed to the reading thread
+            elements.put(error)
+
+    def _error(self, error):
+        text = str(error)
+        if "Could not find callback with key=" + self.token in text:
+            return DataServiceError(
+                f"a worker of the tf.data service at {self.address} does not serve this training list (its "
+                f"videos or labels differ from the list it was started with; token {self.token}): start every "
+                "worker with `keras-v4d data-service --worker --train` on the same list")
+        message = text.strip().splitlines()[0] if text.strip() else type(error).__name__
+        return DataServiceError(f"the tf.data service at {self.address} failed: {message}")
+
+    def _epoch(self):
+        """One pass (epoch): yields ``(video, label)`` as the workers deliver them."""
+        self.lost = []
+        order = self._random.permutation(self.keep)
+        elements, stop = queue.Queue(maxsize=8), threading.Event()
+        threading.Thread(target=self._fill, args=(elements, stop, order), daemon=True,
+                         name="keras_v4d_data_service").start()
+        received = np.zeros(len(self.videos), np.int64)
+        try:
+            while True:
+                try:
+                    element = elements.get(timeout=self.stall if received.any() else self.timeout)
+                except queue.Empty:
+                    if received.any():
+                        logger.warning("nothing from the tf.data service at %s for %g s: the epoch ends here",
+                                       self.address, self.stall)
+                        break
+                    raise DataServiceError(
+                        f"no video from the tf.data service at {self.address} for {self.timeout:g} s: is a worker "
+                        "serving this list running (`keras-v4d data-service --worker --dispatcher_address "
+                        f"{self.address.split('://', 1)[1]} --train LIST`)?") from None
+                if element is None:
+                    break
+                if isinstance(element, Exception):
+                    raise self._error(element) from None
+                video, label, index, reason, decoded, claimed = element
+                index = int(index)
+                received[index] += 1
+                video_id, reason = self.videos.ids[index], reason.numpy().decode()
+                if reason:
+                    self.skip_log.reject(video_id, reason)
+                    continue
+                if int(claimed):
+                    self.skip_log.repair(video_id, int(decoded), int(claimed))
+                yield video, label
+        finally:
+            stop.set()
+        self.lost = [self.videos.ids[i] for i in self.keep if received[i] == 0]
+        if self.lost:
+            logger.warning("%d of %d video(s) lost to a tf.data service worker that stopped mid-epoch",
+                           len(self.lost), len(self.keep))
+
+
+def service_video_dataset(address, source, *, batch_size=8, num_classes=None, num_units=None,
+                          frames_per_unit=DEFAULT_SAMPLING.frames_per_unit, stride=DEFAULT_SAMPLING.stride,
+                          crop_size=None, short_side=DEFAULT_SAMPLING.short_side, area_range=(0.25, 1.0),
+                          root=None, class_names=None, strict=False, max_frame_pixels=MAX_FRAME_PIXELS,
+                          timeout=WAIT_SECONDS, stall=STALL_SECONDS):
+    """``video_dataset(source, training=True, ...)`` read from the tf.data service at ``address``.
+
+    Returns ``(VideoDataset, ServiceReader)``: the same elements ``(videos, labels)`` and skip log as
+    the local pipeline, decoded and augmented by the workers serving ``source``; each pass (epoch) is a
+    new permutation of the list, every video read once unless a worker stops holding it (then it is
+    listed in ``reader.lost`` for that pass). ``timeout``: seconds to wait for an epoch's first video
+    before ``DataServiceError``; ``stall``: seconds without a video after which an epoch ends. Raises
+    ``ValueError`` naming the argument at fault, ``DataServiceError`` when no dispatcher answers at
+    ``address`` within ``CONNECT_SECONDS``.
+    """
+    address = service_address(address)
+    num_units = num_units or DEFAULT_SAMPLING.train_units
+    crop_size = crop_size or DEFAULT_SAMPLING.crop_size
+    for value, name in ((batch_size, "batch_size"), (num_units, "num_units"), (frames_per_unit, "frames_per_unit"),
+                        (stride, "stride")):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"service_video_dataset: `{name}` must be a positive int, got {value!r}.")
+    if crop_size > short_side:
+        raise ValueError(f"service_video_dataset: `crop_size`={crop_size} is larger than `short_side`={short_side}.")
+    check_max_frame_pixels(max_frame_pixels, "service_video_dataset: `max_frame_pixels`")
+    videos = _video_files(source, root, class_names, "data_service")
+    num_classes = num_classes or (len(videos.class_names) if videos.class_names else None)
+    skip_log = SkipLog(strict=strict)
+    keep = _check_labels(videos, num_classes, skip_log)
+    if not keep:
+        raise ValueError("service_video_dataset: no usable videos (every entry was rejected)")
+    check_dispatcher(address)
+    reader = ServiceReader(address, videos, keep, (num_units, frames_per_unit, stride), crop_size, short_side,
+                           area_range, batch_size, skip_log, max_frame_pixels, timeout, stall)
+    return VideoDataset(reader.dataset, skip_log, videos.class_names, len(keep)), reader
