@@ -1,6 +1,7 @@
 """Timeline inference over a long video (keras_v4d.inference.timeline, ``predict --timeline``)."""
 
 import csv
+import importlib.util
 import json
 import os
 import subprocess
@@ -15,12 +16,13 @@ from keras_v4d.data import eval_transform, read_frames, segment_indices, write_v
 from keras_v4d.inference import predict_videos, video_level_predict
 from keras_v4d.inference.timeline import timeline_grid, video_timeline
 from keras_v4d.models import build_resnet3d
-from keras_v4d.sampling import VideoSampling, write_settings
+from keras_v4d.sampling import VideoSampling
 
-FPS = 25
-COLOURS = ((220, 40, 40), (40, 200, 60), (60, 90, 240))
-SAMPLING = VideoSampling(train_units=4, frames_per_unit=2, stride=2, crop_size=32, short_side=32, test_num_units=8,
-                         test_num_crops=1)
+EXAMPLE = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "examples", "timeline.py")
+_spec = importlib.util.spec_from_file_location("timeline_example", EXAMPLE)
+example = importlib.util.module_from_spec(_spec)  # the colour clips, model and episodes video of the README
+_spec.loader.exec_module(example)
+FPS, SAMPLING = example.FPS, example.SAMPLING
 
 
 def _window_alone(model, path, first, grid, sampling):
@@ -73,40 +75,19 @@ def test_the_grid_rounds_to_whole_unit_steps():
         timeline_grid(VideoSampling(), fps=30, hop=0)
 
 
-def _colour_clip(rng, colour, frames):
-    clip = rng.integers(60, 120, (frames, 36, 48, 3)).astype(np.int64)
-    top, left = rng.integers(0, 12), rng.integers(0, 20)
-    clip[:, top:top + 24, left:left + 28] = colour
-    return (clip + rng.integers(-20, 20, clip.shape)).clip(0, 255).astype(np.uint8)
-
-
 @pytest.fixture(scope="module")
 def colour_model(tmp_path_factory):
-    """A V4D ResNet18 (width 0.25) trained to tell which colour a video shows; saved as a checkpoint
-    with its settings and class names. → (checkpoint path, model)."""
-    keras.utils.set_random_seed(0)
-    rng = np.random.default_rng(0)
-    labels = np.arange(48) % 3
-    units = np.stack([_colour_clip(rng, COLOURS[c], 8) for c in labels]).reshape(48, 4, 2, 36, 48, 3)
-    x = keras.ops.convert_to_numpy(eval_transform(tf.constant(units.reshape(-1, 36, 48, 3)), 32, 32))
-    x = x.reshape(48, 4, 2, 32, 32, 3)
-    model = build_resnet3d(18, "v4d", classes=3, input_shape=(None, 2, None, None, 3), width=0.25)
-    model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy")
-    model.fit(x, labels, batch_size=8, epochs=4, verbose=0)
-    folder = tmp_path_factory.mktemp("colour_model")
-    model.save(str(folder / "last.keras"))
-    write_settings(str(folder), SAMPLING, ["red", "green", "blue"])
-    return str(folder / "last.keras"), model
+    """examples/timeline.py's V4D, trained to name the colour a video shows, saved as a training run
+    would save it. → (checkpoint path, model)."""
+    model = example.train_colour_model()
+    return example.save_run(model, str(tmp_path_factory.mktemp("colour_model"))), model
 
 
 def test_the_top_class_follows_the_episodes(tmp_path, colour_model):
     _, model = colour_model
-    rng = np.random.default_rng(5)
-    episodes = [1, 0, 2, 0]  # green, red, blue, red: 3 s each
-    write_video(str(tmp_path / "episodes.mp4"), np.concatenate([_colour_clip(rng, COLOURS[c], 75) for c in episodes]),
-                fps=FPS)
-    timeline = video_timeline(model, str(tmp_path / "episodes.mp4"), SAMPLING, window=1.0, hop=0.25,
-                              class_names=["red", "green", "blue"])
+    episodes = (1, 0, 2, 0)  # green, red, blue, red: 3 s each
+    video = example.write_episodes(str(tmp_path / "episodes.mp4"), episodes, seconds=3.0)
+    timeline = video_timeline(model, video, SAMPLING, window=1.0, hop=0.25, class_names=example.CLASS_NAMES)
     inside = 0
     for start, end, probabilities in zip(timeline.starts, timeline.ends, timeline.probabilities):
         episode = int(start // 3)
@@ -163,9 +144,7 @@ def test_peak_memory_does_not_grow_with_the_video(tmp_path):
 
 def test_predict_timeline_writes_csv_json_and_png(tmp_path, colour_model):
     checkpoint, _ = colour_model
-    rng = np.random.default_rng(6)
-    video = str(tmp_path / "match.mp4")
-    write_video(video, np.concatenate([_colour_clip(rng, COLOURS[c], 50) for c in (2, 1)]), fps=FPS)
+    video = example.write_episodes(str(tmp_path / "match.mp4"), (2, 1), seconds=2.0, seed=6)  # blue, green
     env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3"}
     out = tmp_path / "timelines"
     done = subprocess.run([sys.executable, "-m", "keras_v4d.cli.predict", f"--checkpoint={checkpoint}", "--timeline",
