@@ -8,6 +8,7 @@ every tool lives in one process without clashes (``keras-v4d`` imports them all)
 import os
 import signal
 import sys
+import threading
 
 from absl import flags
 
@@ -60,6 +61,30 @@ def execute(command, main, flag_values, doc, argv):
     except CommandError as error:
         print(f"error: {error}", file=sys.stderr)
         return error.code
+
+
+class _Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that the work unwinds (its ``finally`` blocks run)."""
+
+
+def _raise_terminated(signum, frame):
+    raise _Terminated()
+
+
+def until_stopped(work, stopped):
+    """``work()``, with Ctrl-C and SIGTERM turned into a ``CommandError`` saying ``"interrupted: "`` or
+    ``"terminated (SIGTERM): "`` + ``stopped`` (exit codes 130 and 143); the work unwinds first."""
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if main_thread else None
+    try:
+        return work()
+    except KeyboardInterrupt:
+        raise CommandError(f"interrupted: {stopped}", EXIT_INTERRUPTED) from None
+    except _Terminated:
+        raise CommandError(f"terminated (SIGTERM): {stopped}", EXIT_TERMINATED) from None
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def run(command, main, flag_values, doc):

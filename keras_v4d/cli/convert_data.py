@@ -21,19 +21,16 @@ workers are stopped).
 """
 
 import os
-import signal
-import threading
 
 from absl import flags
 
 from keras_v4d.cli.common import (
     EXIT_BAD_ARGUMENTS,
     EXIT_BAD_INPUT,
-    EXIT_INTERRUPTED,
     EXIT_NOT_WRITTEN,
-    EXIT_TERMINATED,
     CommandError,
     run,
+    until_stopped,
 )
 
 FLAGS = flags.FlagValues()
@@ -54,14 +51,6 @@ flags.DEFINE_enum("source_format", None, ["videos", "rawframes"],
 flags.DEFINE_string("frame_template", "img_{:05d}.jpg", "Rawframes: frame file names ('{:05d}' or '%05d' form).",
                     flag_values=FLAGS)
 flags.DEFINE_integer("frame_start", 1, "Rawframes: number of the first frame file.", flag_values=FLAGS)
-
-
-class _Terminated(BaseException):
-    """SIGTERM, raised in the main thread so that the conversion stops its workers on the way out."""
-
-
-def _raise_terminated(signum, frame):
-    raise _Terminated()
 
 
 def _convert():
@@ -115,19 +104,9 @@ def main(argv):
         raise CommandError("give exactly one of --annotations or --videos")
     if not FLAGS.output:
         raise CommandError("--output is required")
-    main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _raise_terminated) if main_thread else None
-    stopped = (f"the workers were stopped; shards are renamed into place only as a whole set, so "
-               f"{FLAGS.output}-*.tfrecord is as it was")
-    try:
-        return _convert()
-    except KeyboardInterrupt:
-        raise CommandError(f"interrupted: {stopped}", EXIT_INTERRUPTED) from None
-    except _Terminated:
-        raise CommandError(f"terminated (SIGTERM): {stopped}", EXIT_TERMINATED) from None
-    finally:
-        if main_thread:
-            signal.signal(signal.SIGTERM, previous)
+    # SIGTERM unwinds the conversion, which stops its workers on the way out
+    return until_stopped(_convert, f"the workers were stopped; shards are renamed into place only as a whole "
+                                   f"set, so {FLAGS.output}-*.tfrecord is as it was")
 
 
 if __name__ == "__main__":

@@ -12,14 +12,12 @@ normalises the videos the trainer asks for. Prints its address, then serves unti
 and counts them (`lost` in history.csv).
 """
 
-import signal
 import socket
-import threading
 import time
 
 from absl import flags
 
-from keras_v4d.cli.common import EXIT_INTERRUPTED, EXIT_TERMINATED, CommandError, run
+from keras_v4d.cli.common import CommandError, run, until_stopped
 
 FLAGS = flags.FlagValues()
 flags.DEFINE_bool("dispatcher", False, "Run the dispatcher.", flag_values=FLAGS)
@@ -34,14 +32,6 @@ flags.DEFINE_string("host", None, "Worker: the name or address the trainer reach
                     "host's name).", flag_values=FLAGS)
 flags.DEFINE_float("worker_timeout", 10.0, "Dispatcher: seconds without a heartbeat after which a worker is "
                    "dropped (the videos it held are lost to their epoch).", lower_bound=0.1, flag_values=FLAGS)
-
-
-class _Terminated(Exception):
-    pass
-
-
-def _raise_terminated(signum, frame):
-    raise _Terminated()
 
 
 def _free_port():
@@ -84,18 +74,7 @@ def main(argv):
         raise CommandError(f"unexpected arguments {argv[1:]}")
     if FLAGS.dispatcher == FLAGS.worker:
         raise CommandError("give exactly one of --dispatcher or --worker")
-    main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _raise_terminated) if main_thread else None
-    role = "dispatcher" if FLAGS.dispatcher else "worker"
-    try:
-        _serve()
-    except KeyboardInterrupt:
-        raise CommandError(f"interrupted: the {role} stopped", EXIT_INTERRUPTED) from None
-    except _Terminated:
-        raise CommandError(f"terminated (SIGTERM): the {role} stopped", EXIT_TERMINATED) from None
-    finally:
-        if main_thread:
-            signal.signal(signal.SIGTERM, previous)
+    until_stopped(_serve, f"the {'dispatcher' if FLAGS.dispatcher else 'worker'} stopped")
 
 
 if __name__ == "__main__":
