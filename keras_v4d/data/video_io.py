@@ -2,14 +2,21 @@
 to load its ops with this TensorFlow), and reading whole rawframe folders (for conversion and for
 diagnosing a folder that failed).
 
+Frames are numbered in presentation order: frame ``k`` is the ``k``-th frame the file presents.
+Where the file's packets carry unique timestamps (``_seek_plan``), a decoded frame's number comes from
+its timestamp, so a frame lost to a damaged packet is missing rather than moving every later frame to
+another number; elsewhere frames are numbered in the order they decode.
+
 Damaged files: decoding goes on past a damaged packet and stops where the data stops; a file that
 decodes only partly gives the frames that decode (``sample_video`` re-samples over them and says so).
+Requesting a frame whose own packet does not decode is a ``VideoReadError`` naming the file.
 
 Seeking: ``read_frames`` and ``sample_video`` jump to the keyframe before a wanted frame when that
 keyframe lies past the frame the decoder would reach next, instead of decoding on (see
-``_seek_plan``); the frames are the same as a sequential decode's. Any doubt (a damaged file, missing
-or repeated timestamps, a frame that does not come out where the packets said) falls back to the
-sequential decoder, so damaged files are read as before.
+``_seek_plan``); the frames are the same as a sequential decode's. A keyframe is a clean cut, so a
+seek past a damaged group of pictures returns that video's true frames. Any doubt while seeking (a
+decoding error, a frame that does not come out where the packets said) falls back to the sequential
+decoder.
 """
 
 import os
@@ -108,8 +115,12 @@ def _frames(path, threaded=True, max_frame_pixels=MAX_FRAME_PIXELS, errors=None)
         container.close()
 
 
-def _decode(path, wanted, last, threaded=True, max_frame_pixels=MAX_FRAME_PIXELS):
+def _decode(path, wanted, last, threaded=True, max_frame_pixels=MAX_FRAME_PIXELS, plan=None):
     """Decodes sequentially up to frame ``last`` (or the end), tolerating damaged packets (``_frames``).
+
+    Frames are numbered by their timestamps through ``plan`` (a ``_SeekPlan``) when given, so a frame
+    lost to a damaged packet leaves a gap instead of moving every later frame to another number; else
+    (or when a frame's timestamp is not in the plan) in the order they decode.
 
     Returns ``(found, decoded, error)``: RGB frames at the ``wanted`` positions, how many frames
     decoded, and the first decoding error (or None).
@@ -118,10 +129,14 @@ def _decode(path, wanted, last, threaded=True, max_frame_pixels=MAX_FRAME_PIXELS
     frames = _frames(path, threaded, max_frame_pixels, errors)
     try:
         for frame in frames:
-            if decoded in wanted:
-                found[decoded] = frame.to_ndarray(format="rgb24")
+            index = decoded if plan is None else plan.index(frame.pts)
+            if index is None:  # a timestamp the packets did not have: number the frames as they decode
+                frames.close()
+                return _decode(path, wanted, last, threaded, max_frame_pixels)
+            if index in wanted:
+                found[index] = frame.to_ndarray(format="rgb24")
             decoded += 1
-            if decoded > last:
+            if index >= last:
                 break
     finally:
         frames.close()
@@ -320,12 +335,16 @@ def _decode_wanted(path, wanted, last, max_frame_pixels):
         else:
             if wanted <= found.keys():
                 return found, last + 1, None
-    return _decode(path, wanted, last, max_frame_pixels=max_frame_pixels)
+    return _decode(path, wanted, last, max_frame_pixels=max_frame_pixels, plan=plan)
 
 
-def _stopped(decoded, error):
-    reason = f"only {decoded} frame(s) decode"
-    return reason + (f" (decoding stopped: {error})" if error is not None else "")
+def _missing(path, index, decoded, error, plan=None):
+    """The ``VideoReadError`` for a requested frame ``index`` that did not decode."""
+    stopped = f" (decoding stopped: {error})" if error is not None else ""
+    if plan is not None and index < len(plan.pts):  # the file has the frame: its packet is damaged
+        return VideoReadError(f"{path}: frame {index} requested but it does not decode: {decoded} of the "
+                              f"{len(plan.pts)} frames before it and up to it decode{stopped}")
+    return VideoReadError(f"{path}: frame {index} requested but only {decoded} frame(s) decode{stopped}")
 
 
 def read_frames(path, indices, max_frame_pixels=MAX_FRAME_PIXELS):
@@ -345,10 +364,11 @@ def read_frames(path, indices, max_frame_pixels=MAX_FRAME_PIXELS):
     wanted = set(indices.tolist())
     found, decoded, error = _decode_wanted(path, wanted, int(indices.max()), max_frame_pixels)
     if not wanted <= found.keys():  # damaged: try again on one thread, which loses no frame
-        found, decoded, error = _decode(path, wanted, int(indices.max()), False, max_frame_pixels)
-    missing = sorted(wanted - found.keys())
-    if missing:
-        raise VideoReadError(f"{path}: frame {missing[0]} requested but {_stopped(decoded, error)}")
+        plan = _seek_plan(path)
+        found, decoded, error = _decode(path, wanted, int(indices.max()), False, max_frame_pixels, plan)
+        missing = sorted(wanted - found.keys())
+        if missing:
+            raise _missing(path, missing[0], decoded, error, plan)
     return _stack(path, [found[i] for i in indices.tolist()])
 
 
@@ -452,7 +472,7 @@ def sample_video(path, num_units, frames_per_unit, stride, training=False, seed=
     found, again, error = _decode(path, wanted, int(indices.max()), False, max_frame_pixels)
     missing = sorted(wanted - found.keys())
     if missing:  # cannot happen unless decoding is not reproducible
-        raise VideoReadError(f"{path}: frame {missing[0]} requested but {_stopped(again, error)}")
+        raise _missing(path, missing[0], again, error)
     return _stack(path, [found[i] for i in indices.tolist()]), (decoded, claimed)
 
 

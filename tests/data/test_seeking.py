@@ -132,24 +132,19 @@ def read_or_error(path, indices):
         return str(error)
 
 
-@pytest.mark.parametrize("damage", ["cut", "cut_index_first", "garbled", "no_pts"])
-def test_damaged_files_are_read_as_without_seeking(videos, tmp_path, damage, monkeypatch):
+@pytest.mark.parametrize("damage", ["cut", "cut_index_first", "no_pts"])
+def test_files_without_a_seek_plan_are_read_as_without_seeking(videos, tmp_path, damage, monkeypatch):
     path, num_frames = videos["long_gop"]
     if damage == "cut_index_first":  # the header still claims every frame: the plan's count differs
         path = encode(tmp_path / "whole.mp4", clip(600, 2), {"g": "250"}, faststart=True)
     elif damage == "no_pts":  # a raw H.264 stream: no timestamps to seek by
         path = encode(tmp_path / "raw.h264", clip(600, 2), {"g": "250"}, format="h264")
-    data = bytearray(open(path, "rb").read())
+    data = open(path, "rb").read()
     if damage.startswith("cut"):  # the index at the end (moov) lost: nothing opens, as before
         data = data[: len(data) * 2 // 3]
-    elif damage == "garbled":
-        rng = np.random.default_rng(0)
-        for offset in rng.integers(len(data) // 4, len(data) * 3 // 4, 40):
-            data[offset] ^= 0xFF
     damaged = str(tmp_path / f"{damage}{os.path.splitext(path)[1]}")
-    open(damaged, "wb").write(bytes(data))
-    if damage != "garbled":
-        assert video_io._seek_plan(damaged) is None
+    open(damaged, "wb").write(data)
+    assert video_io._seek_plan(damaged) is None
     cases = [[0, num_frames - 1], [300, 310, 550], list(range(500, 600, 7)), [599]]
     with_seeking = [read_or_error(damaged, indices) for indices in cases]
     monkeypatch.setattr(video_io, "_seek_plan", lambda path: None)  # the decoder as it was
@@ -160,3 +155,100 @@ def test_damaged_files_are_read_as_without_seeking(videos, tmp_path, damage, mon
             assert got == expected
         else:
             np.testing.assert_array_equal(got, expected)
+
+
+AVX2_CASES = os.path.join(os.path.dirname(__file__), "avx2_cases")
+
+
+def packets(path):
+    """``(pts, is_keyframe, byte offset, size)`` of each video packet, in decode order (the demuxer's)."""
+    with av.open(path) as container:
+        return [(p.pts, p.is_keyframe, p.pos, p.size) for p in container.demux(video=0) if p.size]
+
+
+def damage_packet(path, out, frame, how):
+    """A copy of the MP4 ``path`` with the packet that presents ``frame`` damaged, found through the
+    demuxer (so wherever the encoder put it): ``"lost"`` makes its first NAL unit's 4-byte length claim
+    more bytes than the packet holds (every H.264 decoder rejects the packet), ``"garbled"`` inverts the
+    bytes of its first NAL unit's payload past the slice header's first bytes (what a decoder then
+    outputs is its own affair)."""
+    data = bytearray(open(path, "rb").read())
+    by_pts = {pts: (pos, size) for pts, _, pos, size in packets(path)}
+    pos, size = by_pts[sorted(by_pts)[frame]]
+    first_nal = int.from_bytes(data[pos:pos + 4], "big")
+    assert 4 + first_nal <= size, "not length-prefixed H.264 (MP4's avcC layout)"
+    if how == "lost":
+        data[pos:pos + 4] = (4 * size).to_bytes(4, "big")
+    else:
+        for offset in range(pos + 4 + 8, pos + 4 + first_nal):
+            data[offset] ^= 0xFF
+    open(out, "wb").write(bytes(data))
+    return str(out)
+
+
+def never_seek(monkeypatch):
+    """Reads decode sequentially from the first frame (frames still numbered by their timestamps)."""
+    monkeypatch.setattr(video_io._SeekPlan, "seeks", lambda self, targets: False)
+
+
+@pytest.mark.parametrize("source", ["encoded_here", "encoded_on_avx2"])
+@pytest.mark.parametrize("how", ["lost", "garbled"])
+def test_damage_in_one_group_of_pictures_leaves_the_others_exact(videos, tmp_path, source, how, monkeypatch):
+    """The contract for a damaged packet, whatever bytes the encoder wrote and however the decoder
+    conceals damage: frames of the groups of pictures before and after the damaged one are the undamaged
+    file's, read with or without seeking (frames are numbered by timestamp, so a lost frame moves no
+    other); a frame whose own packet is lost is an error naming the file and the frame."""
+    path = videos["long_gop"][0] if source == "encoded_here" else os.path.join(AVX2_CASES, "long_gop.mp4")
+    plan = video_io._seek_plan(path)
+    assert plan.keys.tolist()[:3] == [0, 250, 500]
+    frame = 300 if how == "lost" else 250  # a P-frame, or the keyframe of the middle group
+    damaged = damage_packet(path, tmp_path / f"{how}.mp4", frame, how)
+    if how == "lost":  # the damage the test relies on: the decoder rejects that packet and only that one
+        found, decoded, error = video_io._decode(damaged, set(range(600)), 599, False, plan=plan)
+        assert sorted(set(range(600)) - found.keys()) == [frame] and decoded == 599 and error is not None
+    cases = [[0, 120, 249], [500, 555, 599], [10, 560], [599]]
+    truth = [sequential(path, indices) for indices in cases]
+    with_seeking = [read_frames(damaged, indices) for indices in cases]
+    never_seek(monkeypatch)
+    without = [read_frames(damaged, indices) for indices in cases]
+    for indices, expected, got, sequentially in zip(cases, truth, with_seeking, without):
+        np.testing.assert_array_equal(got, expected, err_msg=f"{indices} with seeking")
+        np.testing.assert_array_equal(sequentially, expected, err_msg=f"{indices} without seeking")
+    monkeypatch.undo()
+    if how == "lost":
+        for indices in ([frame], [280, frame, 320], [frame, 550]):
+            for seeking in (True, False):
+                if not seeking:
+                    never_seek(monkeypatch)
+                with pytest.raises(VideoReadError, match=f"{damaged}: frame {frame} requested but it does not"):
+                    read_frames(damaged, indices)
+                monkeypatch.undo()
+    else:  # the damaged group itself: the decoder's concealment, or a named error; never another shape
+        for indices in ([frame], [260, 400, 499], [300, 550]):
+            got = read_or_error(damaged, indices)
+            assert isinstance(got, np.ndarray) and got.shape == (len(indices), HEIGHT, WIDTH, 3) or (
+                isinstance(got, str) and got.startswith(f"{damaged}: frame "))
+
+
+def test_randomly_damaged_file_written_on_avx2(monkeypatch):
+    """``garbled.mp4``: 40 bytes inverted at random offsets across three groups of pictures, as an AVX2
+    CPU wrote it. What decodes past damage is the decoder's concealment, so what holds is: every read
+    gives frames of the file's shape or a ``VideoReadError`` naming the file and a frame, with and
+    without seeking, and frames decoded before the first damaged packet are the undamaged file's."""
+    original, garbled = (os.path.join(AVX2_CASES, name) for name in ("long_gop.mp4", "garbled.mp4"))
+    data = [open(name, "rb").read() for name in (original, garbled)]
+    first_damaged = min(k for k, (_, _, pos, size) in enumerate(packets(original))
+                        if data[0][pos:pos + size] != data[1][pos:pos + size])
+    order = sorted(pts for pts, *_ in packets(original))
+    clean = [order.index(pts) for pts, *_ in packets(original)[:first_damaged]]
+    clean = [k for k in clean if k < min(order.index(pts) for pts, *_ in packets(original)[first_damaged:])]
+    assert len(clean) > 100
+    cases = [[0, num] for num in (clean[-1], 300, 520, 599)] + [[250, 599], list(range(500, 600, 9))]
+    for seeking in (True, False):
+        if not seeking:
+            never_seek(monkeypatch)
+        for indices in cases:
+            got = read_or_error(garbled, indices)
+            assert isinstance(got, np.ndarray) and got.shape == (len(indices), HEIGHT, WIDTH, 3) or (
+                isinstance(got, str) and got.startswith(f"{garbled}: frame ")), (indices, got)
+        np.testing.assert_array_equal(read_frames(garbled, clean[::10]), sequential(original, clean[::10]))
