@@ -118,24 +118,43 @@ def read_settings(checkpoint):
     return settings, class_names
 
 
-def model_fixed_units_and_frames(model):
-    """``(U, T)`` fixed by ``model``'s input shape (``None`` where free)."""
-    shape = model.inputs[0].shape
-    return shape[1], shape[2]
+def model_fixed_input(model):
+    """``(U, T, H, W)`` fixed by ``model``'s input shape (``None`` where free)."""
+    return tuple(model.inputs[0].shape[1:5])
+
+
+def _fit_fixed_frame_size(model, height, width, values, saved, crop_size):
+    """Sets the crops of ``values`` to the S×S frames ``model`` takes (and the short side to S when
+    neither the caller nor the saved settings give one); ``ValueError`` naming the setting that
+    conflicts with S."""
+    if height != width:
+        raise ValueError(f"the model '{model.name}' takes {height}×{width} frames (H×W; None is free), but "
+                         "videos are sampled as square crops: build it with equal H and W, or both free")
+    for name, given in (("test_crop_size", crop_size), ("crop_size", None)):
+        value = given if given is not None else saved.get(name)
+        if value is not None and value != height:
+            source = "crop_size" if given is not None else f"the saved settings' {name}"
+            raise ValueError(f"{source}={value}, but the model '{model.name}' takes {height}×{width} frames")
+        values[name] = height
+    values.setdefault("short_side", height)
+    if values["short_side"] < height:
+        raise ValueError(f"short_side={values['short_side']} is below the {height}×{width} frames the model "
+                         f"'{model.name}' takes")
 
 
 def resolve_sampling(model, saved=None, *, train_units=None, num_units=None, frames_per_unit=None, stride=None,
                      crop_size=None, short_side=None, num_crops=None, mode="combinations"):
     """The test-time ``VideoSampling`` of ``model``: explicit arguments, else the ``saved`` settings (a
-    dict of ``VideoSampling`` fields, e.g. from ``read_settings`` or a preset), else the model's fixed
-    U/T, else the defaults.
+    dict of ``VideoSampling`` fields, e.g. from ``read_settings`` or a preset), else what the model's
+    input shape fixes (U, T, and square S×S frames: both crops S and, unless given or saved, the short
+    side S), else the defaults.
 
     ``num_units``, ``crop_size`` and ``num_crops`` are the test ones (U_infer, the test crop, views).
     Raises ``ValueError`` naming both values when an argument or a saved setting contradicts the
     model's input.
     """
     saved = {k: v for k, v in dict(saved or {}).items() if v is not None}
-    fixed_units, fixed_frames = model_fixed_units_and_frames(model)
+    fixed_units, fixed_frames, fixed_height, fixed_width = model_fixed_input(model)
     values = {}
     for name, explicit, fixed in (("frames_per_unit", frames_per_unit, fixed_frames),
                                   ("train_units", train_units, fixed_units)):
@@ -156,6 +175,9 @@ def resolve_sampling(model, saved=None, *, train_units=None, num_units=None, fra
         values["crop_size"] = saved["crop_size"]
     elif short < DEFAULT_SAMPLING.crop_size:
         values["crop_size"] = short  # a test-time short side below the training crop: test crops are what count
+    if fixed_height is not None or fixed_width is not None:
+        _fit_fixed_frame_size(model, fixed_height, fixed_width, values, saved, crop_size)
+        short = values["short_side"]
     units = values.get("train_units", DEFAULT_SAMPLING.train_units)
     infer_units = values.get("test_num_units", DEFAULT_SAMPLING.test_num_units)
     if infer_units < units:

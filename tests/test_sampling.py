@@ -90,6 +90,24 @@ def test_resolve_sampling_precedence_and_conflicts(tmp_path):
         read_settings(tmp_path / "last.keras")
 
 
+def test_resolve_sampling_follows_the_frame_size_a_model_fixes():
+    fixed = _model(input_shape=(None, 2, 32, 32, 3))
+    sampling = resolve_sampling(fixed)  # crops of the model's size, the whole short side in the test crop
+    assert (sampling.crop_size, sampling.test_crop, sampling.short_side, sampling.frames_per_unit) == (32, 32, 32, 2)
+    sampling = resolve_sampling(fixed, {"short_side": 40, "crop_size": 32}, num_crops=1)
+    assert (sampling.crop_size, sampling.test_crop, sampling.short_side, sampling.test_num_crops) == (32, 32, 40, 1)
+    with pytest.raises(ValueError, match="crop_size=64, but the model .* takes 32×32 frames"):
+        resolve_sampling(fixed, crop_size=64)
+    with pytest.raises(ValueError, match="saved settings' crop_size=28, but the model .* takes 32×32 frames"):
+        resolve_sampling(fixed, {"crop_size": 28, "short_side": 40})
+    with pytest.raises(ValueError, match="short_side=24 is below the 32×32 frames"):
+        resolve_sampling(fixed, short_side=24)
+    with pytest.raises(ValueError, match=r"takes 32×48 frames \(H×W; None is free\), but videos are sampled as square"):
+        resolve_sampling(_model(input_shape=(None, 2, 32, 48, 3)))
+    with pytest.raises(ValueError, match="takes None×32 frames"):
+        resolve_sampling(_model(input_shape=(None, 2, None, 32, 3)))
+
+
 def _run(module, *args):
     env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3"}
     return subprocess.run([sys.executable, "-m", f"keras_v4d.cli.{module}", *map(str, args)], env=env,

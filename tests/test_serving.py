@@ -132,3 +132,14 @@ def test_jpeg_frames_are_checked_from_their_headers_before_decoding():
         serve(tf.constant([small, tf.io.encode_jpeg(tf.zeros((20, 26, 3), tf.uint8)).numpy()]))
     with pytest.raises(tf.errors.InvalidArgumentError, match="not a JPEG, PNG or GIF"):
         serve(tf.constant([b"RIFF....WEBPVP8 "]))
+
+
+@pytest.mark.parametrize("input_shape", [(None, 2, 32, 32, 3), (2, 2, 32, 32, 3)])  # free shapes: `exported`
+def test_a_model_of_any_input_shape_exports_and_answers_as_predict_does(input_shape, video, tmp_path):
+    """No sampling given: the export takes what the model fixes (U, T, the frame size), as ``predict``."""
+    model = _trained_looking(keras_v4d.V4DResNet18(weights=None, classes=3, input_shape=input_shape), seed=2)
+    folder = export_saved_model(model, str(tmp_path / "saved_model"), class_names=CLASSES)
+    got = tf.saved_model.load(folder).signatures["video_frames"](frames=tf.constant(read_all_frames(str(video))))
+    (_, top, error), = predict_videos(model, [str(video)], class_names=CLASSES, top_k=3)
+    assert error is None and [name.encode() for name, _ in top] == got["top_k_names"].numpy()[0, :3].tolist()
+    np.testing.assert_allclose(got["top_k_probabilities"].numpy()[0, :3], [p for _, p in top], atol=1e-4)

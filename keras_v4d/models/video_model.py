@@ -24,6 +24,13 @@ VideoParts.__doc__ = """The parts of a video model; every tensor between them is
 """
 
 
+def _units_free(part):
+    """``part`` (a functional model of 6-D tensors) re-applied to an input whose unit axis U is free: the
+    same layers and weights, for any number of units (the 3D part and the tails mix no units)."""
+    free = keras.Input(shape=(None,) + tuple(part.inputs[0].shape[2:]), name=part.inputs[0].name)
+    return keras.models.clone_model(part, input_tensors=free, clone_function=lambda layer: layer)
+
+
 class VideoModel(keras.Model):
     """A functional video model of this package (built by ``build_resnet3d``).
 
@@ -52,6 +59,8 @@ class VideoModel(keras.Model):
             tails = [keras.Model(y, end, name=f"{self.name}_tail{i}") for i, (y, end) in
                      enumerate(zip(block_outputs, ends))]
             head = keras.Model(features, self.outputs[0], name=f"{self.name}_head") if structure.has_head else None
+            if video.shape[1] is not None:  # Algorithm 1 runs the parts on other unit counts than the model's U
+                n3d, tails = _units_free(n3d), [_units_free(tail) for tail in tails]
             structure.parts = VideoParts(n3d, blocks, tails, head)
         return structure.parts
 

@@ -125,3 +125,11 @@ def test_bad_arguments():
         video_level_predict(model, np.zeros((1, 4, 32, 32, 3)), 4)
     with pytest.raises(ValueError, match="has no head"):
         VideoLevelPredictor(keras_v4d.TSNResNet18(include_top=False))
+
+
+def test_a_model_that_fixes_its_unit_count_runs_algorithm_1_as_the_naive_way():
+    """Algorithm 1 runs the 3D part on single units: it works on a model built with U fixed too."""
+    model = _trained_like(keras_v4d.V4DResNet18(weights=None, classes=3, input_shape=(2, 2, 32, 32, 3)))
+    videos = np.random.default_rng(0).normal(size=(2, 5, 2, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(_np(video_level_predict(model, videos, 2)), naive_combinations(model, videos, 2),
+                               atol=2e-5)
