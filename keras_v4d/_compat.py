@@ -20,6 +20,10 @@ through its private ``_get_ops_details`` (``tflite_nodes``; no public API, googl
 
 Child processes that outlive a killed parent: ``end_with_parent`` (multiprocessing has no option for
 it, python/cpython#111873).
+
+A ``tf.data`` iterator blocked in ``get_next`` cannot be interrupted through TensorFlow's public API:
+``cancellable_iterator`` runs each ``get_next`` with a private eager ``CancellationManager``, so that a
+tf.data service reader can end an epoch whose job never ends and let go of its service client.
 """
 
 import os
@@ -309,3 +313,79 @@ def register_py_callback(token, function, output_types):
     _PY_CALLBACKS[token] = callback
     script_ops._py_funcs._funcs[token] = callback
     return token
+
+
+class _CancellableIterator:
+    """``cancellable_iterator``'s iterator: ``next`` runs the ``IteratorGetNext`` op under its own
+    cancellation manager (TensorFlow 2's private eager ``execute_with_cancellation``), ``cancel`` starts
+    that manager's cancellation. Where those internals are missing it is a plain iterator, ``cancel``
+    only marking it cancelled."""
+
+    def __init__(self, dataset):
+        import tensorflow as tf
+
+        self._iterator, self._resource, self._cancelled = iter(dataset), None, False
+        if _version(tf)[0] != 2:
+            return
+        try:
+            from tensorflow.python.data.util import structure
+            from tensorflow.python.eager import cancellation, context, execute
+
+            iterator = self._iterator
+            self._call = (execute.execute_with_cancellation, context, structure.from_compatible_tensor_list,
+                          iterator._element_spec, len(iterator._flat_output_types),
+                          ("output_types", [execute.make_type(t, "output_types") for t in iterator._flat_output_types],
+                           "output_shapes", [execute.make_shape(s, "output_shapes")
+                                             for s in iterator._flat_output_shapes]))
+            self._manager, self._resource = cancellation.CancellationManager(), iterator._iterator_resource
+        except (ImportError, AttributeError):
+            self._resource = None
+
+    def __iter__(self):
+        return self
+
+    def _get_next(self):
+        execute_with_cancellation, context, from_tensor_list, spec, count, attrs = self._call
+        # As the eager iterator's own get_next, in sync mode (the end of the data is an error status).
+        with context.execution_mode(context.SYNC):
+            flat = execute_with_cancellation("IteratorGetNext", num_outputs=count, inputs=[self._resource],
+                                             attrs=attrs, ctx=context.context(), cancellation_manager=self._manager)
+        return from_tensor_list(spec, flat)
+
+    def __next__(self):
+        import tensorflow as tf
+
+        if self._iterator is None or self._cancelled:
+            raise StopIteration
+        try:
+            return self._get_next() if self._resource is not None else next(self._iterator)
+        except tf.errors.OutOfRangeError:
+            raise StopIteration from None
+
+    def cancel(self):
+        self._cancelled = True
+        if self._resource is not None:
+            self._manager.start_cancel()
+
+    def close(self):
+        self.cancel()
+        self._iterator = self._resource = None  # TensorFlow's iterator goes with its last reference
+
+
+def cancellable_iterator(dataset):
+    """An iterator over the eager ``tf.data.Dataset`` ``dataset`` with ``cancel()``, callable from any
+    thread: a ``next`` blocked in it raises ``tf.errors.CancelledError`` and the iteration is over
+    (later ``next`` calls raise ``StopIteration``); ``close()`` cancels it and drops TensorFlow's
+    iterator (with it, e.g., a tf.data service client, which otherwise lives on, calling its dispatcher,
+    as long as the iterator does). Call ``close()`` from the iterating thread once it is done.
+
+    TensorFlow has no public way to interrupt a blocked ``get_next`` (a tf.data service client waiting
+    for a job that never ends keeps its iterator, and itself, alive: tensorflow/tensorflow#56490 shows
+    such clients still calling stopped servers). Cancelling the op running ``IteratorGetNext``
+    cancels the iterator (TensorFlow links the op's cancellation manager to the iterator's), through
+    the private eager ``execute_with_cancellation`` and ``CancellationManager`` and the eager
+    iterator's private resource and flat types (TensorFlow 2.x; ``tf.function``'s
+    ``get_cancelable_function`` is not used: it sets a process-wide manager that would also cancel
+    other threads' functions). Elsewhere ``cancel`` cannot interrupt a blocked ``next``.
+    """
+    return _CancellableIterator(dataset)

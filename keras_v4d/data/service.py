@@ -13,7 +13,10 @@ hands each index to one worker), so each video is read once per epoch. A worker 
 videos it had taken (the service visits each at most once); the trainer counts what each epoch
 received by index and reports the rest (``ServiceReader.lost``). Observed here (TensorFlow 2.20): after a
 worker is killed the service does not always end the job (the reader keeps waiting for the dead
-worker's task), so an epoch that has delivered nothing for ``STALL_SECONDS`` ends there.
+worker's task), so an epoch that has delivered nothing for ``STALL_SECONDS`` ends there. An epoch's
+read is cancelled when the epoch ends, however it ends (``cancellable_iterator``), so its service
+client, which would otherwise keep calling the dispatcher, ends with it; ``ServiceReader.close`` ends
+the epochs being read.
 """
 
 import hashlib
@@ -27,7 +30,7 @@ import urllib.parse
 import numpy as np
 import tensorflow as tf
 
-from keras_v4d._compat import register_py_callback
+from keras_v4d._compat import cancellable_iterator, register_py_callback
 from keras_v4d.data.frame_size import MAX_FRAME_PIXELS, check_max_frame_pixels
 from keras_v4d.data.pipeline import SkipLog, VideoDataset, _check_labels
 from keras_v4d.data.sources import VideoFiles, resolve_source
@@ -40,6 +43,7 @@ AUTOTUNE = tf.data.AUTOTUNE
 WAIT_SECONDS = 300  # the trainer's wait for an epoch's first video before it gives up (no worker running)
 STALL_SECONDS = 60  # nothing more for this long: the epoch ends, what did not come is lost (a worker stopped)
 CONNECT_SECONDS = 10  # the wait for the dispatcher's port to answer at start-up
+JOIN_SECONDS = 10  # the wait for an ended epoch's reading thread to let go of its service client
 _OUTPUTS = (tf.uint8, tf.int32, tf.string, tf.string, tf.int32, tf.int32)  # frames, label, id, reason, repair
 
 
@@ -148,7 +152,7 @@ class ServiceReader:
         self.token, self.timeout, self.stall, self.lost = video_token(videos), timeout, stall, []
         self._sample_args, self._transform_args = sample_args, (crop_size, short_side, area_range)
         self._max_frame_pixels = -1 if max_frame_pixels is None else int(max_frame_pixels)
-        self._random = np.random.default_rng()
+        self._random, self._iterations = np.random.default_rng(), set()
         num_units, frames_per_unit, _ = sample_args
         spec = (tf.TensorSpec((num_units, frames_per_unit, crop_size, crop_size, 3), tf.float32),
                 tf.TensorSpec((), tf.int32))
@@ -177,20 +181,31 @@ class ServiceReader:
         return dataset.apply(tf.data.experimental.service.distribute("distributed_epoch", self.address,
                                                                      compression=None))
 
-    def _fill(self, elements, stop, order):
+    def _fill(self, iteration, order):
+        """The reading thread of one epoch: puts the elements into ``iteration.elements``, then ``None``
+        (the end) or the error; a ``stop`` ends it, also in the middle of a blocked read."""
+        iterator = None
         try:
-            for element in self._epoch_dataset(order):
-                while not stop.is_set():
-                    try:
-                        elements.put(element, timeout=1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+            iterator = cancellable_iterator(self._epoch_dataset(order))
+            iteration.iterator = iterator
+            if iteration.stopped.is_set():
+                return
+            for element in iterator:
+                if not iteration.put(element):
                     return
-            elements.put(None)
+            iterator.close()  # the job is done: its client goes before the end is known
+            iteration.put(None)
         except Exception as error:  # noqa: BLE001 - handed to the reading thread
-            elements.put(error)
+            if not iteration.stopped.is_set():  # else: the cancelled read
+                iteration.put(error.with_traceback(None))
+        finally:
+            if iterator is not None:
+                iterator.close()
+            if iteration.stopped.is_set():  # wakes a reader waiting for an epoch stopped by close()
+                try:
+                    iteration.elements.put_nowait(None)
+                except queue.Full:
+                    pass
 
     def _error(self, error):
         text = str(error)
@@ -206,14 +221,16 @@ class ServiceReader:
         """One pass (epoch): yields ``(video, label)`` as the workers deliver them."""
         self.lost = []
         order = self._random.permutation(self.keep)
-        elements, stop = queue.Queue(maxsize=8), threading.Event()
-        threading.Thread(target=self._fill, args=(elements, stop, order), daemon=True,
-                         name="keras_v4d_data_service").start()
+        iteration = _Iteration()
+        iteration.thread = threading.Thread(target=self._fill, args=(iteration, order), daemon=True,
+                                            name="keras_v4d_data_service")
+        self._iterations.add(iteration)
+        iteration.thread.start()
         received = np.zeros(len(self.videos), np.int64)
         try:
             while True:
                 try:
-                    element = elements.get(timeout=self.stall if received.any() else self.timeout)
+                    element = iteration.elements.get(timeout=self.stall if received.any() else self.timeout)
                 except queue.Empty:
                     if received.any():
                         logger.warning("nothing from the tf.data service at %s for %g s: the epoch ends here",
@@ -223,6 +240,8 @@ class ServiceReader:
                         f"no video from the tf.data service at {self.address} for {self.timeout:g} s: is a worker "
                         "serving this list running (`keras-v4d data-service --worker --dispatcher_address "
                         f"{self.address.split('://', 1)[1]} --train LIST`)?") from None
+                if iteration.stopped.is_set():  # close(): the epoch ends, nothing counted as lost
+                    return
                 if element is None:
                     break
                 if isinstance(element, Exception):
@@ -238,11 +257,46 @@ class ServiceReader:
                     self.skip_log.repair(video_id, int(decoded), int(claimed))
                 yield video, label
         finally:
-            stop.set()
+            iteration.end()
+            self._iterations.discard(iteration)
         self.lost = [self.videos.ids[i] for i in self.keep if received[i] == 0]
         if self.lost:
             logger.warning("%d of %d video(s) lost to a tf.data service worker that stopped mid-epoch",
                            len(self.lost), len(self.keep))
+
+    def close(self):
+        """Ends the epochs being read now, as if their data had ended, and lets go of their tf.data
+        service clients (without it, an epoch the trainer stopped reading keeps its client calling the
+        dispatcher until it is collected). The reader can be read again afterwards."""
+        for iteration in list(self._iterations):
+            iteration.end()
+
+
+class _Iteration:
+    """One epoch's reading: its thread, the elements it read (a bounded queue), its iterator; ``end``
+    (any thread) stops the thread, cancelling a read in progress, and waits for it to let go."""
+
+    def __init__(self):
+        self.elements, self.stopped = queue.Queue(maxsize=8), threading.Event()
+        self.iterator = self.thread = None
+
+    def put(self, item):
+        """Puts ``item`` into ``elements`` unless the reading stops first (then ``False``)."""
+        while not self.stopped.is_set():
+            try:
+                self.elements.put(item, timeout=1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def end(self, wait=JOIN_SECONDS):
+        self.stopped.set()
+        iterator = self.iterator
+        if iterator is not None:
+            iterator.cancel()
+        if self.thread is not None and self.thread is not threading.current_thread():
+            self.thread.join(wait)
 
 
 def service_video_dataset(address, source, *, batch_size=8, num_classes=None, num_units=None,

@@ -243,6 +243,9 @@ def train(builder="V4DResNet18", train_data=None, output=None, *, sampling=None,
         if reader is not None and "DataServiceError: " in str(error):
             raise DataServiceError(str(error).split("DataServiceError: ")[-1].split("\n")[0].strip()) from None
         raise
+    finally:
+        if reader is not None:  # an epoch the run left unfinished lets go of its tf.data service client
+            reader.close()
     if checkpoints_callback.diverged:
         kept = checkpoints_callback.last_saved or restored
         resume = (f"the last finite checkpoint, {kept}, is kept as the resume point (the same command resumes "

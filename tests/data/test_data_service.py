@@ -100,8 +100,15 @@ def cluster(colour_list):
 
 @pytest.fixture
 def own_cluster(colour_list):
-    """A cluster for one test, which may kill its workers."""
-    yield from _cluster(colour_list)
+    """A cluster for one test, which may kill its workers: ``next(own_cluster)`` starts it, ``next(own_cluster,
+    None)`` stops it (else the test's end does)."""
+    cluster = _cluster(colour_list)
+    yield cluster
+    cluster.close()
+
+
+def _reading_threads():
+    return [thread for thread in threading.enumerate() if thread.name == "keras_v4d_data_service"]
 
 
 def test_every_video_once_per_epoch_in_a_new_order(cluster, colour_list, tmp_path):
@@ -116,6 +123,7 @@ def test_every_video_once_per_epoch_in_a_new_order(cluster, colour_list, tmp_pat
     other = write_tiny_dataset(tmp_path)  # a list the workers were not started with
     with pytest.raises(tf.errors.OpError, match="does not serve this training list"):
         list(service_video_dataset(address, str(other), batch_size=2, **SAMPLING)[0].dataset)
+    assert not _reading_threads()
 
 
 def test_only_video_file_lists_are_served(tmp_path):
@@ -161,9 +169,9 @@ def test_a_worker_needs_a_dispatcher_and_a_list(capsys):
     assert "give exactly one of --dispatcher or --worker" in capsys.readouterr().err
 
 
-def test_a_worker_killed_mid_epoch_loses_only_what_it_held_and_the_run_goes_on(own_cluster, colour_list):
-    address, workers = own_cluster
-    data, reader = service_video_dataset(address, str(colour_list), batch_size=1, stall=5, **SAMPLING)
+def test_a_worker_killed_mid_epoch_loses_only_what_it_held_and_the_run_goes_on(own_cluster, colour_list, capfd):
+    address, workers = next(own_cluster)
+    data, reader = service_video_dataset(address, str(colour_list), batch_size=1, stall=4, **SAMPLING)
     batches = iter(data.dataset)
     seen = _identify(next(batches)[0])
     workers[1].send_signal(signal.SIGKILL)
@@ -174,3 +182,10 @@ def test_a_worker_killed_mid_epoch_loses_only_what_it_held_and_the_run_goes_on(o
     print(f"lost to the killed worker: {len(lost)} of {NUM_VIDEOS}")
     after = [i for videos, _ in data.dataset for i in _identify(videos)]  # the next epoch, one worker
     assert sorted(after) == list(range(NUM_VIDEOS)) and reader.lost == []
+    # An epoch whose job waits for the dead worker's task ends by the stall: its read is cancelled,
+    # so no service client is left calling the dispatcher once the cluster is gone.
+    assert not _reading_threads()
+    next(own_cluster, None)
+    capfd.readouterr()
+    time.sleep(2)  # a client left behind would fail its heartbeat about once a second
+    assert "Failed to heartbeat to dispatcher" not in capfd.readouterr().err
