@@ -42,21 +42,19 @@ def test_rule_follows_tensorflows_feature_list():
 
 
 def test_importing_keras_v4d_first_turns_onednn_on_on_every_x86_cpu():
-    result = _python("import keras_v4d, os\n" + ONEDNN_STATE
-                     + "\nprint('set', os.environ.get('TF_ENABLE_ONEDNN_OPTS'))")
+    result = _python("import keras_v4d, os\n" + ONEDNN_STATE + "\nprint('set', os.environ.get('TF_ENABLE_ONEDNN_OPTS'))"
+                     "\nprint(keras_v4d._compat.describe_machine())")
     assert "onednn True" in result.stdout
     # Set only where TensorFlow would leave oneDNN off; left unset where its default is on already.
     expected = "None" if _compat.tensorflow_default_onednn(_compat.cpu_flags()) else "1"
     assert f"set {expected}" in result.stdout and "RuntimeWarning" not in result.stderr
-    assert "oneDNN on" in _python("import keras_v4d._compat as c; print(c.describe_machine())").stdout
+    assert "oneDNN on" in result.stdout
 
 
 def test_the_users_setting_wins():
-    off = _python("import keras_v4d\n" + ONEDNN_STATE, onednn="0")
+    off = _python("import keras_v4d\n" + ONEDNN_STATE + "\nprint(keras_v4d._compat.describe_machine())", onednn="0")
     assert "onednn False" in off.stdout and "RuntimeWarning" not in off.stderr
-    machine = _python("import keras_v4d\nfrom keras_v4d._compat import describe_machine; print(describe_machine())",
-                      onednn="0")
-    assert "oneDNN off (TF_ENABLE_ONEDNN_OPTS=0)" in machine.stdout
+    assert "oneDNN off (TF_ENABLE_ONEDNN_OPTS=0)" in off.stdout
 
 
 def test_says_so_when_tensorflow_came_first_with_onednn_off():

@@ -3,9 +3,6 @@ explicit values, saved settings and the model, and the training tool's settings 
 evaluate and predict; preprocess_input on every backend."""
 
 import json
-import os
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -13,6 +10,7 @@ import pytest
 
 import keras_v4d
 from keras_v4d.sampling import DEFAULT_SAMPLING, VideoSampling, read_settings, resolve_sampling, write_settings
+from tests.commands import run_tool
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406])
 IMAGENET_STD = np.array([0.229, 0.224, 0.225])
@@ -108,12 +106,6 @@ def test_resolve_sampling_follows_the_frame_size_a_model_fixes():
         resolve_sampling(_model(input_shape=(None, 2, None, 32, 3)))
 
 
-def _run(module, *args):
-    env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3"}
-    return subprocess.run([sys.executable, "-m", f"keras_v4d.cli.{module}", *map(str, args)], env=env,
-                          capture_output=True, text=True, timeout=600)
-
-
 def test_trained_settings_are_the_defaults_of_evaluate_and_predict(tmp_path):
     from keras_v4d.data import write_video
 
@@ -124,23 +116,23 @@ def test_trained_settings_are_the_defaults_of_evaluate_and_predict(tmp_path):
         lines.append(f"v{i}.mp4 {i % 2}")
     (tmp_path / "list.txt").write_text("\n".join(lines) + "\n")
     run = tmp_path / "run"
-    trained = _run("train", "--model=TSNResNet18", f"--train={tmp_path / 'list.txt'}", "--num_classes=2",
+    trained = run_tool("train", "--model=TSNResNet18", f"--train={tmp_path / 'list.txt'}", "--num_classes=2",
                    f"--output={run}", "--epochs=1", "--batch_size=2", "--num_units=4", "--frames_per_unit=2",
                    "--stride=4", "--crop_size=32", "--short_side=32")
     assert trained.returncode == 0, trained.stderr[-3000:]
     saved = json.loads((run / "settings.json").read_text())
     assert saved["stride"] == 4 and saved["train_units"] == 4 and saved["frames_per_unit"] == 2
 
-    evaluated = _run("evaluate", f"--checkpoint={run / 'last.keras'}", f"--data={tmp_path / 'list.txt'}",
+    evaluated = run_tool("evaluate", f"--checkpoint={run / 'last.keras'}", f"--data={tmp_path / 'list.txt'}",
                      f"--output={tmp_path / 'eval'}", "--noprogress", "--num_crops=1")
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert (metrics["stride"], metrics["train_units"], metrics["frames_per_unit"]) == (4, 4, 2)
     assert (metrics["crop_size"], metrics["short_side"], metrics["num_units"]) == (32, 32, 10)
 
-    predicted = _run("predict", f"--checkpoint={run / 'last.keras'}", "--num_crops=1", tmp_path / "v0.mp4")
+    predicted = run_tool("predict", f"--checkpoint={run / 'last.keras'}", "--num_crops=1", tmp_path / "v0.mp4")
     assert predicted.returncode == 0, predicted.stderr[-3000:]
     assert "train_units=4" in predicted.stderr and "stride=4" in predicted.stderr
-    overridden = _run("predict", f"--checkpoint={run / 'last.keras'}", "--num_crops=1", "--stride=2",
+    overridden = run_tool("predict", f"--checkpoint={run / 'last.keras'}", "--num_crops=1", "--stride=2",
                       tmp_path / "v0.mp4")
     assert overridden.returncode == 0 and "stride=2" in overridden.stderr

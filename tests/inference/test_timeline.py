@@ -17,6 +17,7 @@ from keras_v4d.inference import predict_videos, video_level_predict
 from keras_v4d.inference.timeline import timeline_grid, video_timeline
 from keras_v4d.models import build_resnet3d
 from keras_v4d.sampling import VideoSampling
+from tests.commands import run_tool
 
 EXAMPLE = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "examples", "timeline.py")
 _spec = importlib.util.spec_from_file_location("timeline_example", EXAMPLE)
@@ -145,11 +146,9 @@ def test_peak_memory_does_not_grow_with_the_video(tmp_path):
 def test_predict_timeline_writes_csv_json_and_png(tmp_path, colour_model):
     checkpoint, _ = colour_model
     video = example.write_episodes(str(tmp_path / "match.mp4"), (2, 1), seconds=2.0, seed=6)  # blue, green
-    env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3"}
     out = tmp_path / "timelines"
-    done = subprocess.run([sys.executable, "-m", "keras_v4d.cli.predict", f"--checkpoint={checkpoint}", "--timeline",
-                           "--window=1", "--hop=0.5", "--top_k=2", f"--output_dir={out}", video,
-                           str(tmp_path / "missing.mp4")], env=env, capture_output=True, text=True, timeout=600)
+    done = run_tool("predict", f"--checkpoint={checkpoint}", "--timeline", "--window=1", "--hop=0.5", "--top_k=2",
+                    f"--output_dir={out}", video, tmp_path / "missing.mp4")
     assert done.returncode == 1 and "missing.mp4" in done.stderr  # the other video is still done
     paths = {kind: str(out / f"match.timeline.{kind}") for kind in ("csv", "json", "png")}
     for kind, path in paths.items():

@@ -4,6 +4,8 @@ a second run into a used folder, a finished run run again, a diverging learning 
 import csv
 import json
 import os
+import pathlib
+import shutil
 import signal
 import subprocess
 import time
@@ -24,6 +26,7 @@ from keras_v4d.training.run_folder import (
     restore_newest_checkpoint,
     trim_logs,
 )
+from tests.commands import run_tool
 from tests.conftest import tensorflow_only
 from tests.training.runs import epochs_logged, train_command
 
@@ -40,6 +43,19 @@ def _train(listing, output, epochs, **kwargs):
 def _files(folder):
     """{name: bytes} of a folder's files (not its sub-folders)."""
     return {name: (folder / name).read_bytes() for name in sorted(os.listdir(folder)) if (folder / name).is_file()}
+
+
+@pytest.fixture(scope="module")
+def two_epochs(tiny_dataset, tmp_path_factory):
+    """A finished run of 2 epochs (trained once); each test takes ``run_of_two_epochs``, its own copy."""
+    output = tmp_path_factory.mktemp("two_epochs") / "run"
+    _train(tiny_dataset, output, 2)
+    return output
+
+
+@pytest.fixture
+def run_of_two_epochs(two_epochs, tmp_path):
+    return pathlib.Path(shutil.copytree(two_epochs, tmp_path / "run"))
 
 
 def _dense(units=2):
@@ -74,9 +90,8 @@ def test_killed_training_resumes_with_one_history_row_per_epoch(tiny_dataset, tm
 
 
 def test_a_finished_run_continues_with_more_epochs_does_nothing_with_as_many_and_refuses_fewer(
-        tiny_dataset, tmp_path, capsys):
-    output = tmp_path / "run"
-    _train(tiny_dataset, output, 2)
+        tiny_dataset, run_of_two_epochs, capsys):
+    output = run_of_two_epochs
     iterations = int(keras.models.load_model(output / "last.keras").optimizer.iterations.numpy())
     per_epoch = iterations // 2
     assert per_epoch >= 2  # 2 steps (Keras also counts the call that finds the dataset exhausted)
@@ -121,16 +136,15 @@ def test_the_cli_refuses_a_used_folder_before_writing_and_names_the_difference(t
     output = tmp_path / "run"
     output.mkdir()
     (output / "run.json").write_text(json.dumps({"builder": "V4DResNet18"}))
-    result = subprocess.run(train_command(tiny_dataset, output, 1), env=ENV, capture_output=True, text=True,
-                            timeout=300)
+    result = run_tool("train", *train_command(tiny_dataset, output, 1)[3:])
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "builder: \"V4DResNet18\" recorded, \"TSNResNet18\" now" in result.stderr
     assert sorted(os.listdir(output)) == ["run.json"]
 
 
-def test_a_truncated_checkpoint_is_named_and_resume_falls_back_to_the_one_before(tiny_dataset, tmp_path, capsys):
-    output = tmp_path / "run"
-    _train(tiny_dataset, output, 2)
+def test_a_truncated_checkpoint_is_named_and_resume_falls_back_to_the_one_before(tiny_dataset, run_of_two_epochs,
+                                                                                   capsys):
+    output = run_of_two_epochs
     newest = output / "epoch-002.weights.h5"
     newest.write_bytes(newest.read_bytes()[:5000])  # a disk that filled up mid-save, before atomic writes
     capsys.readouterr()

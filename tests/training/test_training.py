@@ -23,6 +23,7 @@ from keras_v4d.training import (
     paper_optimizer,
     training_callbacks,
 )
+from tests.commands import run_tool
 from tests.damaged import write_cut_faststart_mp4
 from tests.training.runs import epochs_logged, train_command
 
@@ -167,11 +168,9 @@ def test_train_cli_trains_with_low_memory(tiny_dataset, tmp_path):
 
 
 def test_train_cli_rejects_bad_arguments(tiny_dataset, tmp_path):
-    bad_model = subprocess.run(train_command(tiny_dataset, tmp_path, 1) + ["--model=ResNet9000"],
-                               capture_output=True, text=True, timeout=120)
+    bad_model = run_tool("train", *train_command(tiny_dataset, tmp_path, 1)[3:], "--model=ResNet9000")
     assert bad_model.returncode == 2 and "--model must be one of" in bad_model.stderr
-    missing = subprocess.run(train_command(tmp_path / "nope.txt", tmp_path, 1), capture_output=True, text=True,
-                             timeout=120)
+    missing = run_tool("train", *train_command(tmp_path / "nope.txt", tmp_path, 1)[3:])
     assert missing.returncode == 2 and "nope.txt" in missing.stderr
 
 

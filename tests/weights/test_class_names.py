@@ -3,8 +3,6 @@ and class names in ``predict``/``evaluate`` without a flag."""
 
 import json
 import os
-import subprocess
-import sys
 import types
 
 import numpy as np
@@ -14,6 +12,7 @@ import keras_v4d
 from keras_v4d.models import build_resnet3d
 from keras_v4d.sampling import VideoSampling
 from keras_v4d.weights.class_names import kinetics400_class_names
+from tests.commands import run_tool
 
 # Label indices of Kinetics-400 classes as used outside this package (the sorted label map of
 # DeepMind's kinetics-i3d, torchvision, MMAction2): an independent check of the shipped order.
@@ -102,7 +101,7 @@ def test_a_400_way_checkpoint_without_names_gets_the_kinetics400_names(tmp_path,
 
 
 @pytest.mark.slow
-def test_predict_with_the_registered_kinetics400_tag_names_the_classes(tmp_path):
+def test_predict_with_the_registered_kinetics400_tag_names_the_classes(tmp_path, monkeypatch):
     """The tag as --checkpoint: architecture, sampling settings and class names from the registry."""
     from keras_v4d.data import write_video
 
@@ -115,12 +114,9 @@ def test_predict_with_the_registered_kinetics400_tag_names_the_classes(tmp_path)
     model.save_weights(tmp_path / "cache" / "keras_v4d" / "v4d_resnet50_kinetics400.weights.h5")
     video = tmp_path / "clip.mp4"
     write_video(str(video), np.random.default_rng(0).integers(0, 255, (24, 40, 48, 3), dtype=np.uint8))
-    env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3",
-           "KERAS_V4D_CACHE": str(tmp_path / "cache")}
-    result = subprocess.run(
-        [sys.executable, "-m", "keras_v4d.cli.predict", "--checkpoint=v4d_resnet50_kinetics400", "--num_units=4",
-         "--short_side=32", "--crop_size=32", "--num_crops=1", "--json", "--top_k=2", str(video)],
-        env=env, capture_output=True, text=True, timeout=600)
+    monkeypatch.setenv("KERAS_V4D_CACHE", str(tmp_path / "cache"))
+    result = run_tool("predict", "--checkpoint=v4d_resnet50_kinetics400", "--num_units=4", "--short_side=32",
+                      "--crop_size=32", "--num_crops=1", "--json", "--top_k=2", video)
     assert result.returncode == 0, result.stderr[-3000:]
     top = json.loads(result.stdout.strip().splitlines()[-1])["top"]
     assert top[0]["class"] == "playing guitar" and top[0]["probability"] > 0.99

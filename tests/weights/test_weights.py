@@ -4,8 +4,6 @@
 import os
 import re
 import shutil
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -16,6 +14,7 @@ from keras_v4d.models import build_resnet3d
 from keras_v4d.weights import WeightsMismatchError, fetch_weights, get_preset, load_model_weights, register
 from keras_v4d.weights.inflate import inflate_2d
 from keras_v4d.weights.presets import _registry, sha256_of
+from tests.commands import run_tool
 
 torch = pytest.importorskip("torch")
 from torch_reference import TSN, TorchvisionResNet, save_official_checkpoint  # noqa: E402  (after sys.path names tests/)
@@ -212,8 +211,7 @@ def _state(net):
 
 
 def _convert_cli(checkpoint, out, arch):
-    return subprocess.run([sys.executable, "-m", "keras_v4d.cli.convert_weights", str(checkpoint), str(out),
-                           f"--arch={arch}"], env=ENV, capture_output=True, text=True, timeout=600)
+    return run_tool("convert_weights", checkpoint, out, f"--arch={arch}")
 
 
 def test_reference_has_the_official_module_structure(tmp_path):
