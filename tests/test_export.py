@@ -1,8 +1,6 @@
 """SavedModel, TFLite and ONNX export: uint8 video in, the Keras model's probabilities out."""
 
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -24,6 +22,7 @@ from keras_v4d.export import (
 )
 from keras_v4d.models import build_resnet3d
 from keras_v4d.sampling import VideoSampling, write_settings
+from tests.commands import run_tool
 
 # the TFLite / ONNX input of the tests' exports: U=4 units of T=2 frames at 32²
 SAMPLING = VideoSampling(train_units=4, frames_per_unit=2, stride=2, crop_size=32, short_side=36, test_num_units=4,
@@ -85,9 +84,7 @@ def test_export_errors_name_what_is_wrong(model, tmp_path):
         export_onnx(model, str(tmp_path / "x.onnx"), 4, 2, None)
     with pytest.raises(ValueError, match="no annotation list, folder or TFRecord files at .*nowhere"):
         representative_videos(str(tmp_path / "nowhere"), SAMPLING)
-    env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3"}
-    missing = subprocess.run([sys.executable, "-m", "keras_v4d.cli.export", f"--checkpoint={tmp_path / 'nope.keras'}",
-                              f"--output={tmp_path / 'out'}"], env=env, capture_output=True, text=True, timeout=300)
+    missing = run_tool("export", f"--checkpoint={tmp_path / 'nope.keras'}", f"--output={tmp_path / 'out'}")
     assert missing.returncode == 2 and "checkpoint not found" in missing.stderr and "nope.keras" in missing.stderr
 
 
