@@ -30,6 +30,6 @@ setup(
     extras_require={
         "torch": ["torch==2.13.0"],
         "jax": ["jax", "jaxlib"],
-        "test": ["pytest", "jax", "jaxlib", "torch==2.13.0", "ruff>=0.6"],
+        "test": ["pytest", "pytest-xdist", "jax", "jaxlib", "torch==2.13.0", "ruff>=0.6"],
     },
 )

@@ -9,6 +9,8 @@ import pytest
 
 from keras_v4d.atomic import TEMPORARY_PREFIX, open_atomically, remove_temporaries, write_atomically
 
+pytestmark = pytest.mark.serial  # starts processes, sends signals or waits on time: run alone
+
 
 def _leftovers(folder):
     return [name for name in os.listdir(folder) if name.startswith(TEMPORARY_PREFIX)]

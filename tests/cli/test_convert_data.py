@@ -19,7 +19,7 @@ import pytest
 
 from tests.commands import run_tool
 
-pytestmark = [pytest.mark.slow,
+pytestmark = [pytest.mark.slow, pytest.mark.serial,
               pytest.mark.skipif(not sys.platform.startswith("linux"), reason="processes are looked up in /proc")]
 
 TIMEOUT = 180  # seconds; the tool and each worker import TensorFlow, about 10 s on 2 busy cores
@@ -27,7 +27,7 @@ TIMEOUT = 180  # seconds; the tool and each worker import TensorFlow, about 10 s
 
 def start_tool(*args, **kwargs):
     """``python -m keras_v4d.cli.convert_data args…`` in a session of its own (its workers with it)."""
-    env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONFAULTHANDLER": "1"}
     return subprocess.Popen([sys.executable, "-m", "keras_v4d.cli.convert_data", *map(str, args)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
                             **kwargs)
@@ -102,8 +102,10 @@ def finish(tool):
     try:
         out, err = tool.communicate(timeout=60)
     except subprocess.TimeoutExpired:
+        os.kill(tool.pid, signal.SIGABRT)  # faulthandler: every thread's stack on stderr
+        _, err = tool.communicate(timeout=30)
         kill_all(tool)
-        raise AssertionError("convert-data hung") from None
+        raise AssertionError(f"convert-data hung:\n{err[-6000:]}") from None
     return tool.returncode, out, err
 
 

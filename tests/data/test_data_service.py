@@ -22,6 +22,8 @@ from keras_v4d.data import normalize_imagenet, service_video_dataset, write_vide
 from tests.commands import run_tool
 from tests.training.runs import train_command, write_tiny_dataset
 
+pytestmark = pytest.mark.serial  # starts processes, sends signals or waits on time: run alone
+
 NUM_VIDEOS = 24
 SAMPLING = dict(num_units=2, frames_per_unit=2, stride=2, crop_size=32, short_side=32)
 

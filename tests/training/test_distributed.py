@@ -7,8 +7,11 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from tests.training.runs import write_tiny_dataset
+
+pytestmark = pytest.mark.serial  # starts processes, sends signals or waits on time: run alone
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ENV = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3"}

@@ -30,7 +30,7 @@ from tests.commands import run_tool
 from tests.conftest import tensorflow_only
 from tests.training.runs import epochs_logged, train_command
 
-pytestmark = tensorflow_only()
+pytestmark = [tensorflow_only(), pytest.mark.serial]
 TINY = VideoSampling(train_units=2, frames_per_unit=2, stride=2, crop_size=32, short_side=32)
 ENV = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3"}
 

@@ -27,6 +27,8 @@ from tests.commands import run_tool
 from tests.damaged import write_cut_faststart_mp4
 from tests.training.runs import epochs_logged, train_command
 
+pytestmark = pytest.mark.serial  # starts processes, sends signals or waits on time: run alone
+
 
 def test_paper_learning_rate_drops_by_ten_at_35_60_80():
     schedule = paper_learning_rate(steps_per_epoch=10)
