@@ -1,14 +1,12 @@
-"""Runs the package's command-line tools: in this process (``run_tool``; the tools are built to run
-several times in one process, and a TensorFlow start costs seconds) or as real subprocesses
-(``run_tool_process``, where the process itself is under test: exit on a signal, environment, start-up)."""
+"""Runs the package's command-line tools in this process (``run_tool``): the tools are built to run
+several times in one process, and a TensorFlow start costs seconds. Tests of the process itself (exit
+on a signal, environment read at start-up, a kill mid-run) start it with ``subprocess``."""
 
 import contextlib
 import importlib
 import io
 import logging
-import os
 import subprocess
-import sys
 import traceback
 
 from keras_v4d.cli.main import SUBCOMMANDS, main
@@ -17,8 +15,7 @@ from keras_v4d.cli.main import SUBCOMMANDS, main
 def run_tool(name, *args, timeout=None):
     """``keras-v4d <subcommand of the module name> args…`` in this process → ``CompletedProcess``: its exit
     code, and what it printed and logged to stdout and stderr. An exception that escapes the tool is, as
-    in a subprocess, a traceback on stderr and exit code 1. ``timeout`` is accepted for the same calls
-    as ``run_tool_process`` and not enforced."""
+    in a subprocess, a traceback on stderr and exit code 1. ``timeout`` is accepted, not enforced."""
     command = next(sub for sub, (module, _) in SUBCOMMANDS.items() if module == name)
     argv = ["keras-v4d", command, *map(str, args)]
     stdout, stderr = io.StringIO(), io.StringIO()
@@ -39,9 +36,3 @@ def run_tool(name, *args, timeout=None):
         importlib.import_module(f"keras_v4d.cli.{name}").FLAGS.unparse_flags()  # the next run starts afresh
     return subprocess.CompletedProcess(argv, code, stdout.getvalue(), stderr.getvalue())
 
-
-def run_tool_process(name, *args, timeout=300):
-    """``python -m keras_v4d.cli.<name> args…`` on the TensorFlow backend → ``CompletedProcess`` (text output)."""
-    env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3"}
-    return subprocess.run([sys.executable, "-m", f"keras_v4d.cli.{name}", *map(str, args)], env=env,
-                          capture_output=True, text=True, timeout=timeout)
