@@ -45,7 +45,7 @@ from keras_v4d.export import (
     tflite_ops,
 )
 from keras_v4d.layers import Residual4D
-from keras_v4d.sampling import VideoSampling
+from keras_v4d.records.sampling import VideoSampling
 
 MODELS = {"V4DResNet18": "V4D-R18", "I3DSlowResNet18": "I3D-S-R18"}
 

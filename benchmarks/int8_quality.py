@@ -43,7 +43,7 @@ import tensorflow as tf
 
 from keras_v4d.data import normalize_imagenet
 from keras_v4d.export import TFLITE_VARIANTS, export_onnx, export_tflite, onnx_session, representative_videos
-from keras_v4d.sampling import VideoSampling
+from keras_v4d.records.sampling import VideoSampling
 
 SAMPLING = VideoSampling(train_units=4, frames_per_unit=demo.SETTING["frames_per_unit"],
                          stride=demo.SETTING["stride"], crop_size=demo.SETTING["crop_size"],

@@ -31,7 +31,7 @@ from keras_v4d.data import eval_transform, read_frames, segment_indices, write_v
 from keras_v4d.data.video_io import frame_rate, stream_frames
 from keras_v4d.inference import VideoLevelPredictor, video_level_predict
 from keras_v4d.inference.timeline import video_timeline
-from keras_v4d.sampling import VideoSampling
+from keras_v4d.records.sampling import VideoSampling
 
 
 def long_video(source, minutes, short_side, folder):

@@ -31,7 +31,8 @@ import tensorflow as tf
 
 from keras_v4d.data import eval_transform, write_video
 from keras_v4d.models import build_resnet3d
-from keras_v4d.sampling import VideoSampling, write_settings
+from keras_v4d.records.run_files import write_settings
+from keras_v4d.records.sampling import VideoSampling
 
 FPS = 25
 CLASS_NAMES = ["red", "green", "blue"]

@@ -21,8 +21,8 @@ from keras_v4d.models import (
     count_flops,
     preprocess_input,
 )
-from keras_v4d.sampling import VideoSampling
-from keras_v4d.weights.class_names import decode_predictions
+from keras_v4d.records.class_names import decode_predictions
+from keras_v4d.records.sampling import VideoSampling
 
 # Imported on first use: ``data``, ``training`` and ``export`` need TensorFlow and the Model Garden;
 # the layers and models stay light on the JAX and PyTorch backends.

@@ -59,6 +59,95 @@ def test_no_import_cycle():
             visit(module, [module])
 
 
+# The architecture, bottom to top: a sub-package imports only those before it in this list.
+LAYERS = ("_compat", "records", "layers", "models", "data", "inference", "weights", "training", "export", "cli")
+
+
+def _subpackage(module):
+    """``keras_v4d.data.pipeline`` → ``data``; the package's own ``__init__`` → ``None`` (the façade)."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else None
+
+
+def backward_imports(modules, imports_of):
+    """``[(module, imported module)]`` where a module imports from a sub-package at or above its own
+    rank in ``LAYERS`` (other than its own sub-package)."""
+    found = []
+    for module, path in modules.items():
+        own = _subpackage(module)
+        if own is None:
+            continue
+        assert own in LAYERS, f"{module}: sub-package '{own}' has no place in LAYERS"
+        for dep in imports_of(path, modules):
+            other = _subpackage(dep)
+            if other not in (None, own) and LAYERS.index(other) > LAYERS.index(own):
+                found.append((module, dep))
+    return sorted(found)
+
+
+def test_subpackages_import_one_way():
+    found = backward_imports(_modules(), _imports)
+    assert not found, "imports against the architecture (LAYERS):\n" + "\n".join(f"{a} imports {b}" for a, b in found)
+
+
+def test_the_subpackage_check_catches_a_backward_import(tmp_path):
+    """``models`` importing ``weights`` (above it) is caught; ``weights`` importing ``models`` is not."""
+    modules = {"keras_v4d.models.resnet3d": str(tmp_path / "resnet3d.py"),
+               "keras_v4d.weights.loading": str(tmp_path / "loading.py"),
+               "keras_v4d.records.presets": str(tmp_path / "presets.py")}
+    (tmp_path / "resnet3d.py").write_text("from keras_v4d.weights.loading import load_pretrained\n"
+                                          "from keras_v4d.records.presets import resolve_weights\n")
+    (tmp_path / "loading.py").write_text("def f():\n    from keras_v4d.models.resnet3d import build\n")
+    (tmp_path / "presets.py").write_text("import json\n")
+    assert backward_imports(modules, _imports) == [("keras_v4d.models.resnet3d", "keras_v4d.weights.loading")]
+
+
+MAX_FUNCTION_LINES = 80
+MAX_PARAMETERS = 12
+# The builders keep keras.applications' signature (include_top, weights, input_tensor, …) plus the
+# family's keywords; build_resnet3d is the one engine behind them and takes the same arguments.
+BUILDER_SIGNATURES = ("keras_v4d.models.build_resnet3d", "keras_v4d.models.I3DSlowResNet18",
+                      "keras_v4d.models.I3DSlowResNet50", "keras_v4d.models.TSNResNet18",
+                      "keras_v4d.models.TSNResNet50", "keras_v4d.models.V4DResNet18", "keras_v4d.models.V4DResNet50",
+                      "keras_v4d.models.F4DResNet18", "keras_v4d.models.F4DResNet50")
+
+
+def oversized_functions(source, module):
+    """``[(qualified name, lines, parameters)]`` of the functions in ``source`` over
+    ``MAX_FUNCTION_LINES`` lines or over ``MAX_PARAMETERS`` parameters (``self``/``cls`` not counted;
+    the builders' signature aside)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        args = node.args
+        names = [a.arg for a in args.posonlyargs + args.args + args.kwonlyargs]
+        count = len(names) + bool(args.vararg) + bool(args.kwarg) - (names[:1] in (["self"], ["cls"]))
+        lines = node.end_lineno - node.lineno + 1
+        builder = f"{module.rsplit('.', 1)[0]}.{node.name}" in BUILDER_SIGNATURES or \
+            f"{module}.{node.name}" in BUILDER_SIGNATURES
+        if lines > MAX_FUNCTION_LINES or (count > MAX_PARAMETERS and not builder):
+            found.append((f"{module}.{node.name}", lines, count))
+    return found
+
+
+def test_no_function_does_a_whole_program():
+    found = [hit for module, path in _modules().items()
+             for hit in oversized_functions(open(path, encoding="utf-8").read(), module)]
+    assert not found, (f"functions over {MAX_FUNCTION_LINES} lines or {MAX_PARAMETERS} parameters:\n"
+                       + "\n".join(f"{name}: {lines} lines, {count} parameters" for name, lines, count in found))
+
+
+def test_the_size_check_catches_a_long_function_and_a_long_signature():
+    long_body = "def long():\n" + "    x = 1\n" * MAX_FUNCTION_LINES
+    many = "def many(self, " + ", ".join(f"a{i}" for i in range(MAX_PARAMETERS + 1)) + "):\n    pass\n"
+    fine = "def fine(self, " + ", ".join(f"a{i}" for i in range(MAX_PARAMETERS)) + "):\n    pass\n"
+    assert [name for name, *_ in oversized_functions(long_body + many + fine, "keras_v4d.x.y")] == [
+        "keras_v4d.x.y.long", "keras_v4d.x.y.many"]
+    builder = "def V4DResNet18(" + ", ".join(f"a{i}" for i in range(14)) + "):\n    pass\n"
+    assert oversized_functions(builder, "keras_v4d.models") == []
+
+
 def test_library_modules_define_no_flags_and_import_no_cli():
     for module, path in _modules().items():
         if module.startswith("keras_v4d.cli"):

@@ -12,7 +12,7 @@ import threading
 
 from absl import flags
 
-from keras_v4d.sampling import DEFAULT_SAMPLING
+from keras_v4d.records.sampling import DEFAULT_SAMPLING
 
 EXIT_BAD_ARGUMENTS = 2  # bad flags, missing or mismatching files: nothing was done
 EXIT_BAD_INPUT = 1  # the run went through but some input (e.g. a video) could not be used
@@ -149,7 +149,9 @@ def load_inference_model(flag_values):
     names: ``--class_names``; else the registry entry, or the ``settings.json``/``class_names.txt``
     beside the checkpoint; else, for a 400-way classifier, Kinetics-400's names (said on stderr).
     """
-    from keras_v4d.sampling import read_settings, resolve_sampling
+    from keras_v4d.records.class_names import KINETICS400_SIZE, kinetics400_class_names
+    from keras_v4d.records.run_files import read_settings
+    from keras_v4d.records.sampling import resolve_sampling
     from keras_v4d.weights import (
         find_class_names,
         get_preset,
@@ -157,7 +159,6 @@ def load_inference_model(flag_values):
         load_pretrained,
         load_trained_model,
     )
-    from keras_v4d.weights.class_names import KINETICS400_SIZE, kinetics400_class_names
 
     checkpoint = flag_values.checkpoint
     if not checkpoint:

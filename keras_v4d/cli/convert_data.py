@@ -54,9 +54,9 @@ flags.DEFINE_integer("frame_start", 1, "Rawframes: number of the first frame fil
 
 
 def _convert():
-    from keras_v4d.atomic import open_atomically
     from keras_v4d.data.convert import ConversionError, convert
     from keras_v4d.data.sources import list_format, read_annotations, read_class_folders, read_rawframe_annotations
+    from keras_v4d.records.atomic import open_atomically
 
     try:
         if FLAGS.annotations and (FLAGS.source_format or list_format(FLAGS.annotations)) == "rawframes":

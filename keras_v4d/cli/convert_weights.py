@@ -22,9 +22,9 @@ flags.DEFINE_integer("classes", None, "Number of classes (default: from the chec
 
 
 def main(argv):
-    from keras_v4d.atomic import write_atomically
+    from keras_v4d.records.atomic import write_atomically
+    from keras_v4d.records.presets import sha256_of
     from keras_v4d.weights.convert_official import convert_official
-    from keras_v4d.weights.presets import sha256_of
 
     if len(argv) != 3:
         raise CommandError("usage: keras-v4d convert-weights CHECKPOINT OUT.weights.h5 --arch BUILDER")

@@ -63,7 +63,8 @@ def main(argv):
         export_tflite,
         representative_videos,
     )
-    from keras_v4d.sampling import read_settings, resolve_sampling
+    from keras_v4d.records.run_files import read_settings
+    from keras_v4d.records.sampling import resolve_sampling
     from keras_v4d.weights import load_trained_model
     from keras_v4d.weights.loading import find_class_names
 

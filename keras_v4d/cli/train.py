@@ -72,7 +72,7 @@ flags.DEFINE_bool("strict", False, "Stop at the first video that cannot be read 
 def main(argv):
     from keras_v4d.data import MAX_FRAME_PIXELS, BadVideoError
     from keras_v4d.models import BUILDERS
-    from keras_v4d.sampling import DEFAULT_SAMPLING, VideoSampling
+    from keras_v4d.records.sampling import DEFAULT_SAMPLING, VideoSampling
     from keras_v4d.training.callbacks import TrainingDiverged
     from keras_v4d.training.run import train
 

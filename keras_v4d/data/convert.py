@@ -30,7 +30,7 @@ import sys
 import threading
 import time
 
-from keras_v4d.atomic import TEMPORARY_PREFIX, temporary_path
+from keras_v4d.records.atomic import TEMPORARY_PREFIX, temporary_path
 
 _POLL_SECONDS = 0.25  # how often the converter checks that its workers are alive
 _STOP_SECONDS = 5  # how long a worker has to end after SIGTERM before it is killed

@@ -38,7 +38,7 @@ from keras_v4d.data.sources import (
 from keras_v4d.data.tfrecord import parse_example, scan_shard
 from keras_v4d.data.transforms import eval_transform, train_transform
 from keras_v4d.data.video_io import VideoReadError, read_rawframe_folder, sample_video
-from keras_v4d.sampling import DEFAULT_SAMPLING
+from keras_v4d.records.sampling import DEFAULT_SAMPLING
 
 logger = logging.getLogger("keras_v4d.data")
 AUTOTUNE = tf.data.AUTOTUNE

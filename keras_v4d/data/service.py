@@ -36,7 +36,7 @@ from keras_v4d.data.pipeline import SkipLog, VideoDataset, _check_labels
 from keras_v4d.data.sources import VideoFiles, resolve_source
 from keras_v4d.data.transforms import train_transform
 from keras_v4d.data.video_io import VideoReadError, sample_video
-from keras_v4d.sampling import DEFAULT_SAMPLING
+from keras_v4d.records.sampling import DEFAULT_SAMPLING
 
 logger = logging.getLogger("keras_v4d.data")
 AUTOTUNE = tf.data.AUTOTUNE

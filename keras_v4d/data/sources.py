@@ -6,7 +6,7 @@ import glob
 import os
 import re
 
-from keras_v4d.weights.class_names import read_class_names
+from keras_v4d.records.class_names import read_class_names
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".webm", ".mkv", ".mov", ".m4v")
 

@@ -7,7 +7,7 @@ through the ``tf.data`` pipeline and are imported on first use.
 
 import importlib
 
-from keras_v4d.inference.metrics import MeanClassAccuracy, accuracy_metrics, top_classes, top_k_indices
+from keras_v4d.inference.metrics import MeanClassAccuracy, accuracy_metrics
 from keras_v4d.inference.video_level import (
     MAX_UNIT_COMBINATIONS,
     VideoLevelPredictor,
@@ -17,6 +17,7 @@ from keras_v4d.inference.video_level import (
     unit_sections,
     video_level_predict,
 )
+from keras_v4d.records.class_names import top_classes, top_k_indices
 
 _LAZY = {"evaluate": "evaluation", "predict_videos": "prediction"}
 

@@ -24,11 +24,11 @@ import tensorflow as tf
 from keras import ops
 from tqdm import tqdm
 
-from keras_v4d.atomic import open_atomically
 from keras_v4d.data import MAX_FRAME_PIXELS, BadVideoError, bad_video_message, resolve_source, video_dataset
 from keras_v4d.inference.metrics import accuracy_metrics
 from keras_v4d.inference.video_level import VideoLevelPredictor, check_unit_combinations, video_level_predict
-from keras_v4d.sampling import resolve_sampling
+from keras_v4d.records.atomic import open_atomically
+from keras_v4d.records.sampling import resolve_sampling
 
 logger = logging.getLogger("keras_v4d.evaluate")
 
@@ -100,7 +100,7 @@ def evaluate(model, data, sampling=None, *, mode="combinations", batch_size=2, c
         data: annotation list, rawframe list, class folders or TFRecords (see ``video_dataset``).
         sampling: the model's ``VideoSampling`` (its test protocol: U_infer, T, τ, short side, test
             crop, crops; and ``train_units``, Algorithm 1's sections), e.g. from
-            ``keras_v4d.sampling.resolve_sampling`` or a weights preset; default: the model's fixed
+            ``keras_v4d.records.sampling.resolve_sampling`` or a weights preset; default: the model's fixed
             U/T and the defaults.
         mode: ``"combinations"`` (Algorithm 1) or ``"all_units"``.
         class_names: the model's class names (checked against the source's when both are known).

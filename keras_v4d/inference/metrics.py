@@ -1,23 +1,11 @@
-"""Top-k and accuracy, once: the top classes of a score vector, top-1 / top-k / mean-class accuracy
-of a test set (NumPy), and the same three as Keras metrics for training."""
+"""Accuracy, once: top-1 / top-k / mean-class accuracy of a test set (NumPy), and the same three as
+Keras metrics for training."""
 
 import keras
 import numpy as np
 from keras import ops
 
-
-def top_k_indices(scores, k):
-    """Indices of the ``k`` highest of each row of ``scores`` ``(..., classes)``, highest first (ties:
-    the lower index first)."""
-    return np.argsort(-np.asarray(scores), axis=-1, kind="stable")[..., :k]
-
-
-def top_classes(probabilities, class_names, k):
-    """``[(class name, probability), ...]`` of the ``k`` highest of ``probabilities`` ``(classes,)``
-    (``"class i"`` where ``class_names`` is ``None``)."""
-    probabilities = np.asarray(probabilities)
-    return [(class_names[i] if class_names else f"class {i}", float(probabilities[i]))
-            for i in top_k_indices(probabilities, k)]
+from keras_v4d.records.class_names import top_k_indices
 
 
 def per_class_rows(labels, predictions, num_classes, class_names=None):

@@ -7,9 +7,9 @@
 from keras import ops
 
 from keras_v4d.data import MAX_FRAME_PIXELS, VideoReadError, load_video_views
-from keras_v4d.inference.metrics import top_classes
 from keras_v4d.inference.video_level import VideoLevelPredictor, check_unit_combinations, video_level_predict
-from keras_v4d.sampling import resolve_sampling
+from keras_v4d.records.class_names import top_classes
+from keras_v4d.records.sampling import resolve_sampling
 
 
 def predict_videos(model, paths, sampling=None, *, mode="combinations", class_names=None, top_k=5,

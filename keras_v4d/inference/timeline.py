@@ -33,15 +33,15 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from keras_v4d.atomic import open_atomically, write_atomically
 from keras_v4d.data.frame_indices import segment_indices, unit_span
 from keras_v4d.data.frame_size import MAX_FRAME_PIXELS
 from keras_v4d.data.transforms import eval_transform
 from keras_v4d.data.video_io import VideoReadError, frame_rate, read_frames, stream_frames
-from keras_v4d.inference.metrics import top_classes
 from keras_v4d.inference.video_level import _windows, unit_combinations, video_parts
 from keras_v4d.models.video_model import ends_in_softmax
-from keras_v4d.sampling import resolve_sampling
+from keras_v4d.records.atomic import open_atomically, write_atomically
+from keras_v4d.records.class_names import top_classes
+from keras_v4d.records.sampling import resolve_sampling
 
 logger = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ from keras_v4d.layers import F4DBlock, FoldUnits, Residual4D, SpatialMaxPooling,
 from keras_v4d.layers._checks import normalize_tuple
 from keras_v4d.layers.normalization import batch_norm
 from keras_v4d.models.video_model import VideoModel
-from keras_v4d.weights.files import load_model_weights
-from keras_v4d.weights.presets import resolve_weights
+from keras_v4d.records.presets import resolve_weights
+from keras_v4d.records.weights_file import load_model_weights
 
 STAGES = ("res2", "res3", "res4", "res5")
 STAGE_FILTERS = (64, 128, 256, 512)

@@ -11,8 +11,8 @@ import numpy as np
 from keras import ops
 
 from keras_v4d._compat import learning_rate_keeping_tensorboard, set_progress_target
-from keras_v4d.atomic import write_atomically
-from keras_v4d.training.run_folder import CHECKPOINT_NAME
+from keras_v4d.records.atomic import write_atomically
+from keras_v4d.records.run_files import CHECKPOINT_NAME, HISTORY_FILE, LAST_MODEL_FILE, SKIPPED_FILE
 
 
 class EpochProgress(keras.callbacks.ProgbarLogger):
@@ -63,7 +63,7 @@ class DataReport(keras.callbacks.Callback):
         self.lost_videos = lost_videos
         self.skip_logs = {"": skip_log, "val_": val_skip_log}
         self.steps_per_epoch = steps_per_epoch
-        self.path = os.path.join(output_dir, "skipped.csv") if output_dir else None
+        self.path = os.path.join(output_dir, SKIPPED_FILE) if output_dir else None
         self._start = {}
         self._steps = 0
         self._learning_rate = None
@@ -170,7 +170,7 @@ class RunCheckpoints(keras.callbacks.Callback):
             return
         path = os.path.join(self.checkpoint_dir, CHECKPOINT_NAME.format(epoch=epoch + 1))
         write_atomically(path, self.model.save_weights)
-        write_atomically(os.path.join(self.output_dir, "last.keras"), self.model.save)
+        write_atomically(os.path.join(self.output_dir, LAST_MODEL_FILE), self.model.save)
         self.last_saved = path
 
 
@@ -193,7 +193,7 @@ def training_callbacks(output_dir, *, steps_per_epoch=None, skip_log=None, val_s
         DataReport(skip_log, val_skip_log, steps_per_epoch, output_dir, lost_videos),
         # The row before the checkpoint: a kill between the two leaves a row that resuming trims, never
         # a checkpoint without its row.
-        keras.callbacks.CSVLogger(os.path.join(output_dir, "history.csv"), append=True),
+        keras.callbacks.CSVLogger(os.path.join(output_dir, HISTORY_FILE), append=True),
         RunCheckpoints(output_dir, checkpoint_dir),
     ]
     if tensorboard:

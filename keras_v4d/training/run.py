@@ -22,7 +22,6 @@ import keras
 import tensorflow as tf
 
 from keras_v4d._compat import prepare_fit
-from keras_v4d.atomic import open_atomically, write_atomically
 from keras_v4d.data import (
     MAX_FRAME_PIXELS,
     BadVideoError,
@@ -35,7 +34,10 @@ from keras_v4d.data import (
 )
 from keras_v4d.data.service import DataServiceError, service_video_dataset
 from keras_v4d.models import BUILDERS
-from keras_v4d.sampling import DEFAULT_SAMPLING, write_settings
+from keras_v4d.records.atomic import open_atomically, write_atomically
+from keras_v4d.records.run_files import write_settings
+from keras_v4d.records.sampling import DEFAULT_SAMPLING
+from keras_v4d.records.weights_file import load_model_weights
 from keras_v4d.training.callbacks import RunCheckpoints, TrainingDiverged, skip_counts, training_callbacks
 from keras_v4d.training.distribution import STRATEGIES, make_strategy, use_low_memory_allocator
 from keras_v4d.training.recipe import PAPER_DECAY_EPOCHS, compile_for_training
@@ -47,7 +49,6 @@ from keras_v4d.training.run_folder import (
     run_record,
     trim_logs,
 )
-from keras_v4d.weights.files import load_model_weights
 
 
 def source_size(videos, source):

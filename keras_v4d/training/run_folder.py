@@ -5,24 +5,25 @@ classes, recipe) when it starts; a later ``train`` into the folder with other se
 before anything is written, naming each difference (``overwrite=True`` deletes the old run's files
 first). ``epoch-NNN.weights.h5`` (the model's and the optimizer's state after epoch NNN) are the
 resume points: a run resumes from the newest one that can be read, and says which files it passed
-over and why. Every file is written under a temporary name and renamed (``keras_v4d.atomic``), so a
+over and why. Every file is written under a temporary name and renamed (``keras_v4d.records.atomic``), so a
 kill while saving leaves the previous checkpoint whole.
 """
 
 import csv
 import json
 import os
-import re
 import shutil
 
-from keras_v4d.atomic import open_atomically, remove_temporaries
-
-RUN_FILE = "run.json"
-CHECKPOINT_NAME = "epoch-{epoch:03d}.weights.h5"
-_CHECKPOINT = re.compile(r"^epoch-(\d{3,})\.weights\.h5$")
-# What train() writes into a folder; --overwrite removes these and nothing else.
-RUN_FILES = (RUN_FILE, "settings.json", "class_names.txt", "last.keras", "history.csv", "skipped.csv")
-RUN_FOLDERS = ("tensorboard", "workers", "backup")  # backup/: the BackupAndRestore state of earlier versions
+from keras_v4d.records.atomic import open_atomically, remove_temporaries
+from keras_v4d.records.run_files import (
+    CHECKPOINT_PATTERN,
+    HISTORY_FILE,
+    LAST_MODEL_FILE,
+    RUN_FILE,
+    RUN_FILES,
+    RUN_FOLDERS,
+    SKIPPED_FILE,
+)
 
 
 class RunFolderError(ValueError):
@@ -83,7 +84,7 @@ def checkpoints(folder):
     if not os.path.isdir(folder):
         return []
     found = [(int(match.group(1)), os.path.join(folder, name))
-             for name in os.listdir(folder) if (match := _CHECKPOINT.match(name))]
+             for name in os.listdir(folder) if (match := CHECKPOINT_PATTERN.match(name))]
     return sorted(found, reverse=True)
 
 
@@ -135,7 +136,7 @@ def claim_run_folder(folder, record, *, overwrite=False, write=True):
                                  + "; ".join(differences) + ". Use another --output, or --overwrite to delete "
                                  "that run and start this one there")
         state = "resumed" if recorded is not None else "overwritten"
-    elif checkpoints(folder) or os.path.exists(os.path.join(folder, "last.keras")):
+    elif checkpoints(folder) or os.path.exists(os.path.join(folder, LAST_MODEL_FILE)):
         if not overwrite:
             raise RunFolderError(f"{folder} holds checkpoints of a run without {RUN_FILE} (written by an earlier "
                                  "keras_v4d), so this command cannot tell whether it is the same run. Use another "
@@ -209,5 +210,5 @@ def trim_logs(folder, completed):
     """Keeps the rows of ``history.csv`` (Keras' 0-based ``epoch``) and ``skipped.csv`` (1-based) of
     the ``completed`` epochs only: an epoch that ran past its checkpoint, or a torn last row, is
     dropped, so a resumed run has one row per epoch."""
-    _rewrite_csv(os.path.join(folder, "history.csv"), lambda row: _epoch_at_most(row.get("epoch"), completed - 1))
-    _rewrite_csv(os.path.join(folder, "skipped.csv"), lambda row: _epoch_at_most(row.get("epoch"), completed))
+    _rewrite_csv(os.path.join(folder, HISTORY_FILE), lambda row: _epoch_at_most(row.get("epoch"), completed - 1))
+    _rewrite_csv(os.path.join(folder, SKIPPED_FILE), lambda row: _epoch_at_most(row.get("epoch"), completed))

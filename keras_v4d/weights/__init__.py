@@ -1,26 +1,31 @@
-"""Model weights: presets (one record per tag), fetching and checking files, loading trained models,
-ImageNet inflation, conversion of the official PyTorch checkpoints.
+"""Model weights for users: the presets (one record per tag), fetching and checking ``.weights.h5``
+files, loading trained models, ImageNet inflation and conversion of the official PyTorch checkpoints.
 
-Names are imported on first use, so that the builders can read the presets without importing the
-loaders (which import the builders).
+The presets, weights files and class names are records (``keras_v4d.records``, re-exported here):
+the builders read them without importing this package, which imports the builders.
 """
 
-import importlib
+from keras_v4d.records.class_names import decode_predictions, kinetics400_class_names, read_class_names
+from keras_v4d.records.presets import (
+    Preset,
+    fetch_weights,
+    get_preset,
+    list_weights,
+    register,
+    resolve_weights,
+    sha256_of,
+)
+from keras_v4d.records.weights_file import (
+    WeightsMismatchError,
+    check_weights_file,
+    classifier_size,
+    load_model_weights,
+)
+from keras_v4d.weights.loading import find_class_names, load_pretrained, load_trained_model
 
-_EXPORTS = {
-    "Preset": "presets", "fetch_weights": "presets", "get_preset": "presets", "list_weights": "presets",
-    "register": "presets", "resolve_weights": "presets", "sha256_of": "presets",
-    "WeightsMismatchError": "files", "check_weights_file": "files", "classifier_size": "files",
-    "load_model_weights": "files",
-    "find_class_names": "loading", "load_pretrained": "loading", "load_trained_model": "loading",
-    "decode_predictions": "class_names", "kinetics400_class_names": "class_names", "read_class_names": "class_names",
-}
-
-
-def __getattr__(name):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"keras_v4d.weights.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module 'keras_v4d.weights' has no attribute {name!r}")
-
-
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "Preset", "WeightsMismatchError", "check_weights_file", "classifier_size", "decode_predictions",
+    "fetch_weights", "find_class_names", "get_preset", "kinetics400_class_names", "list_weights",
+    "load_model_weights", "load_pretrained", "load_trained_model", "read_class_names", "register",
+    "resolve_weights", "sha256_of",
+]

@@ -7,9 +7,9 @@ import keras
 
 import keras_v4d.layers  # noqa: F401  (registers the custom layers for deserialisation)
 from keras_v4d.models import BUILDERS
-from keras_v4d.weights.class_names import read_class_names
-from keras_v4d.weights.files import classifier_size, load_model_weights
-from keras_v4d.weights.presets import fetch_weights, get_preset
+from keras_v4d.records.class_names import read_class_names
+from keras_v4d.records.presets import fetch_weights, get_preset
+from keras_v4d.records.weights_file import classifier_size, load_model_weights
 
 
 def load_trained_model(checkpoint, builder=None, num_classes=None, **builder_args):

@@ -9,8 +9,9 @@ from keras_v4d import VideoSampling
 from keras_v4d.data import write_video
 from keras_v4d.inference import evaluate, predict_videos
 from keras_v4d.inference.evaluation import write_report
-from keras_v4d.inference.metrics import accuracy_metrics, top_classes, top_k_indices
+from keras_v4d.inference.metrics import accuracy_metrics
 from keras_v4d.models import build_resnet3d
+from keras_v4d.records.class_names import top_classes, top_k_indices
 
 
 def test_metrics_against_a_count_by_hand():

@@ -16,7 +16,7 @@ from keras_v4d.data import eval_transform, read_frames, segment_indices, write_v
 from keras_v4d.inference import predict_videos, video_level_predict
 from keras_v4d.inference.timeline import timeline_grid, video_timeline
 from keras_v4d.models import build_resnet3d
-from keras_v4d.sampling import VideoSampling
+from keras_v4d.records.sampling import VideoSampling
 from tests.commands import run_tool
 
 EXAMPLE = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "examples", "timeline.py")
@@ -105,7 +105,7 @@ def _peak_memory(paths):
     script = (
         "import sys, keras, keras_v4d\n"
         "from keras_v4d.inference.timeline import video_timeline\n"
-        "from keras_v4d.sampling import VideoSampling\n"
+        "from keras_v4d.records.sampling import VideoSampling\n"
         "keras.utils.set_random_seed(0)\n"
         "model = keras_v4d.models.build_resnet3d(18, 'v4d', classes=5, input_shape=(None, 2, None, None, 3), "
         "width=0.25)\n"

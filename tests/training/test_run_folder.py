@@ -14,8 +14,8 @@ import keras
 import numpy as np
 import pytest
 
-from keras_v4d.atomic import TEMPORARY_PREFIX
-from keras_v4d.sampling import VideoSampling
+from keras_v4d.records.atomic import TEMPORARY_PREFIX
+from keras_v4d.records.sampling import VideoSampling
 from keras_v4d.training import train
 from keras_v4d.training.callbacks import TrainingDiverged
 from keras_v4d.training.run_folder import (

@@ -14,7 +14,7 @@ import tensorflow as tf
 
 import keras_v4d
 from keras_v4d.inference.metrics import MeanClassAccuracy
-from keras_v4d.sampling import VideoSampling
+from keras_v4d.records.sampling import VideoSampling
 from keras_v4d.training import (
     EpochProgress,
     SGDWithL2,

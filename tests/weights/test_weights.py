@@ -1,5 +1,5 @@
 """Weight registry, loading checks, ImageNet inflation and the official-checkpoint converter
-(registry settings, class names and ``decode_predictions``: ``test_class_names.py``)."""
+(registry settings, class names and ``decode_predictions``: ``tests/records/test_class_names.py``)."""
 
 import os
 import re
@@ -11,9 +11,9 @@ import pytest
 
 import keras_v4d
 from keras_v4d.models import build_resnet3d
+from keras_v4d.records.presets import _registry, sha256_of
 from keras_v4d.weights import WeightsMismatchError, fetch_weights, get_preset, load_model_weights, register
 from keras_v4d.weights.inflate import inflate_2d
-from keras_v4d.weights.presets import _registry, sha256_of
 from tests.commands import run_tool
 
 torch = pytest.importorskip("torch")

@@ -13,8 +13,6 @@ import os
 import keras
 import numpy as np
 
-from keras_v4d.inference.metrics import top_k_indices
-
 KINETICS400_FILE = "kinetics400_classes.txt"
 KINETICS400_SIZE = 400
 
@@ -57,6 +55,20 @@ def _kinetics400():
 def kinetics400_class_names():
     """Kinetics-400's 400 class names, index ``i`` = label ``i`` (sorted, as the datasets' lists)."""
     return list(_kinetics400())
+
+
+def top_k_indices(scores, k):
+    """Indices of the ``k`` highest of each row of ``scores`` ``(..., classes)``, highest first (ties:
+    the lower index first)."""
+    return np.argsort(-np.asarray(scores), axis=-1, kind="stable")[..., :k]
+
+
+def top_classes(probabilities, class_names, k):
+    """``[(class name, probability), ...]`` of the ``k`` highest of ``probabilities`` ``(classes,)``
+    (``"class i"`` where ``class_names`` is ``None``)."""
+    probabilities = np.asarray(probabilities)
+    return [(class_names[i] if class_names else f"class {i}", float(probabilities[i]))
+            for i in top_k_indices(probabilities, k)]
 
 
 def decode_predictions(probabilities, top=5, class_names=None):

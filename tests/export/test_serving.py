@@ -13,10 +13,10 @@ from keras_v4d.data import video_dataset, write_video
 from keras_v4d.data.pipeline import load_video_views
 from keras_v4d.data.video_io import read_all_frames
 from keras_v4d.export import export_saved_model
+from keras_v4d.export.serving import whole_video_functions
 from keras_v4d.inference import predict_videos
 from keras_v4d.inference.video_level import video_level_predict
-from keras_v4d.sampling import VideoSampling
-from keras_v4d.serving import whole_video_functions
+from keras_v4d.records.sampling import VideoSampling
 from tests.conftest import tensorflow_only
 
 pytestmark = tensorflow_only()

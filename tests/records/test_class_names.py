@@ -10,8 +10,8 @@ import pytest
 
 import keras_v4d
 from keras_v4d.models import build_resnet3d
-from keras_v4d.sampling import VideoSampling
-from keras_v4d.weights.class_names import kinetics400_class_names
+from keras_v4d.records.class_names import kinetics400_class_names
+from keras_v4d.records.sampling import VideoSampling
 from tests.commands import run_tool
 
 # Label indices of Kinetics-400 classes as used outside this package (the sorted label map of

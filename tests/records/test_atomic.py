@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from keras_v4d.atomic import TEMPORARY_PREFIX, open_atomically, remove_temporaries, write_atomically
+from keras_v4d.records.atomic import TEMPORARY_PREFIX, open_atomically, remove_temporaries, write_atomically
 
 pytestmark = pytest.mark.serial  # starts processes, sends signals or waits on time: run alone
 
@@ -59,7 +59,7 @@ def test_a_failing_writer_leaves_the_previous_file_and_no_temporary(tmp_path):
 def test_a_writer_killed_mid_write_leaves_the_previous_file_whole(tmp_path):
     target = tmp_path / "big.bin"
     target.write_bytes(b"A" * 1000)
-    code = (f"import time\nfrom keras_v4d.atomic import open_atomically\n"
+    code = (f"import time\nfrom keras_v4d.records.atomic import open_atomically\n"
             f"with open_atomically({str(target)!r}, 'wb') as h:\n"
             f"    h.write(b'B' * 100000); h.flush(); print('writing', flush=True); time.sleep(60)\n")
     writer = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)

@@ -7,12 +7,6 @@ training run's ``settings.json`` and the weights presets all read a ``VideoSampl
 """
 
 import dataclasses
-import json
-import os
-
-from keras_v4d.atomic import open_atomically
-
-SETTINGS_FILE = "settings.json"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,33 +83,6 @@ class VideoSampling:
 
 
 DEFAULT_SAMPLING = VideoSampling()
-
-
-def write_settings(folder, sampling, class_names=None):
-    """Writes ``sampling`` and ``class_names`` to ``folder/settings.json``; returns its path."""
-    path = os.path.join(folder, SETTINGS_FILE)
-    with open_atomically(path, "w", encoding="utf-8") as handle:
-        json.dump({**sampling.to_dict(), "class_names": list(class_names) if class_names else None}, handle,
-                  indent=2)
-    return path
-
-
-def read_settings(checkpoint):
-    """The settings saved beside ``checkpoint`` (``settings.json`` in its folder): ``(sampling fields
-    as saved (a dict, possibly partial), class names or None)``; ``({}, None)`` when there is none."""
-    path = os.path.join(os.path.dirname(os.path.abspath(os.fspath(checkpoint))), SETTINGS_FILE)
-    if not os.path.isfile(path):
-        return {}, None
-    try:
-        with open(path, encoding="utf-8") as handle:
-            settings = json.load(handle)
-    except (OSError, ValueError) as error:
-        raise ValueError(f"{path}: not a readable settings file ({error})") from None
-    if not isinstance(settings, dict):
-        raise ValueError(f"{path}: expected a JSON object of settings, got {type(settings).__name__}")
-    class_names = settings.pop("class_names", None)
-    VideoSampling.from_dict(settings, path)  # an unknown key or a bad value is an error here, naming the file
-    return settings, class_names
 
 
 def model_fixed_input(model):

@@ -1,4 +1,4 @@
-"""The sampling protocol (keras_v4d.sampling): VideoSampling's rules, test-time sampling resolved from
+"""The sampling protocol (keras_v4d.records.sampling): VideoSampling's rules, test-time sampling resolved from
 explicit values, saved settings and the model, and the training tool's settings as the defaults of
 evaluate and predict; preprocess_input on every backend."""
 
@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 import keras_v4d
-from keras_v4d.sampling import DEFAULT_SAMPLING, VideoSampling, read_settings, resolve_sampling, write_settings
+from keras_v4d.records.run_files import read_settings, write_settings
+from keras_v4d.records.sampling import DEFAULT_SAMPLING, VideoSampling, resolve_sampling
 from tests.commands import run_tool
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406])

@@ -9,8 +9,8 @@ The SavedModel's ``serving_default`` takes ``video`` uint8 ``(batch, U, T, H, W,
 returns ``probabilities`` ``(batch, classes)``; ImageNet normalisation runs inside the graph. U, H
 and W stay free where the model allows them (U is fixed by the TFLite files, which need static
 shapes). Beside it, ``video_frames`` and ``video_jpeg`` take one whole video and run the test
-protocol in the graph (``keras_v4d.serving``). The TFLite files take one video's uint8 frames
-``(U·T, S, S, 3)`` and hold the network lowered to rank-4 tensors and Conv2D (``keras_v4d.lowering``),
+protocol in the graph (``keras_v4d.export.serving``). The TFLite files take one video's uint8 frames
+``(U·T, S, S, 3)`` and hold the network lowered to rank-4 tensors and Conv2D (``keras_v4d.export.lowering``),
 so LiteRT's XNNPACK delegate runs it. TFLite variants: ``float32``, ``dynamic`` (dynamic-range int8
 weights), ``fp16`` (float16 weights), ``int8`` (full-integer: int8 weights and activations, calibrated on
 representative frames; uint8 frames in, float32 probabilities out). The ONNX file holds the same lowered
@@ -31,15 +31,15 @@ import numpy as np
 import tensorflow as tf
 
 from keras_v4d import _compat
-from keras_v4d.atomic import TEMPORARY_PREFIX, open_atomically, temporary_path
 from keras_v4d.data.frame_size import MAX_FRAME_PIXELS
 from keras_v4d.data.pipeline import video_dataset
 from keras_v4d.data.sources import RawFrames, VideoFiles, resolve_source
-from keras_v4d.lowering import lower
+from keras_v4d.export.lowering import lower
+from keras_v4d.export.serving import whole_video_functions
 from keras_v4d.models.preprocessing import IMAGENET_MEAN, IMAGENET_STD, preprocess_input
 from keras_v4d.models.video_model import VideoModel, ends_in_softmax
-from keras_v4d.sampling import resolve_sampling
-from keras_v4d.serving import whole_video_functions
+from keras_v4d.records.atomic import TEMPORARY_PREFIX, open_atomically, temporary_path
+from keras_v4d.records.sampling import resolve_sampling
 
 TFLITE_VARIANTS = ("float32", "dynamic", "fp16", "int8")
 ONNX_OPSET = 17
@@ -74,7 +74,7 @@ def export_saved_model(model, path, num_units=None, frames_per_unit=None, spatia
 
     Signatures: ``serving_default`` (sampled units, uint8 ``(batch, U, T, H, W, 3)``; dimensions left
     ``None`` and not fixed by the model stay free) and, for a model with a head, the whole-video
-    ``video_frames`` and ``video_jpeg`` (``keras_v4d.serving``: one video's frames in, the test
+    ``video_frames`` and ``video_jpeg`` (``keras_v4d.export.serving``: one video's frames in, the test
     protocol of ``sampling`` (default: the model's fixed U/T and the defaults) inside, probabilities
     and the top-``top_k`` classes, named with ``class_names``, out; JPEG frames over
     ``max_frame_pixels`` are refused before decoding). The SavedModel is written to a temporary
@@ -152,7 +152,7 @@ def export_tflite(model, path, num_units, frames_per_unit, spatial_size, variant
     """Writes a TFLite flatbuffer for one video's uint8 frames ``(U·T, S, S, 3)``; returns ``path``.
 
     The frames are unit-major (unit 0's T frames, then unit 1's, …): ``video.reshape(-1, S, S, 3)`` of a
-    ``(1, U, T, S, S, 3)`` batch. The network is lowered (``keras_v4d.lowering``): no tensor of rank
+    ``(1, U, T, S, S, 3)`` batch. The network is lowered (``keras_v4d.export.lowering``): no tensor of rank
     above 4 and no ``CONV_3D``, so LiteRT's XNNPACK delegate takes it. ``variant="int8"`` (full-integer)
     needs ``representative_frames``: videos as the file takes them, uint8 ``(U·T, S, S, 3)`` each (an
     iterable, or an array ``(N, U·T, S, S, 3)``; ``representative_videos`` reads them from a data source),
@@ -278,7 +278,7 @@ def run_tflite(path, video, xnnpack=True):
 def export_onnx(model, path, num_units, frames_per_unit, spatial_size):
     """Writes an ONNX file (opset ``ONNX_OPSET``) of the lowered network; returns ``path``.
 
-    Converted by tf2onnx from the function the TFLite files hold (``keras_v4d.lowering.lower``): it takes
+    Converted by tf2onnx from the function the TFLite files hold (``keras_v4d.export.lowering.lower``): it takes
     the same input, one video's uint8 frames ``frames (U·T, S, S, 3)`` unit-major, and returns
     ``probabilities (1, classes)``. Written whole or not at all (``ExportError`` on failure).
     """

@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from keras_v4d.export import export_tflite, run_tflite, tflite_ops
-from keras_v4d.lowering import conv3d_frames, conv4d_frames, lower
+from keras_v4d.export.lowering import conv3d_frames, conv4d_frames, lower
 from keras_v4d.models import build_resnet3d
 from keras_v4d.models.preprocessing import preprocess_input
 

@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
-from test_lowering import _calibrate, _randomized
+from tests.export.test_lowering import _calibrate, _randomized
 
 from keras_v4d import _compat
 from keras_v4d.data import normalize_imagenet, video_dataset, write_video
@@ -21,7 +21,8 @@ from keras_v4d.export import (
     tflite_ops,
 )
 from keras_v4d.models import build_resnet3d
-from keras_v4d.sampling import VideoSampling, write_settings
+from keras_v4d.records.run_files import write_settings
+from keras_v4d.records.sampling import VideoSampling
 from tests.commands import run_tool
 
 # the TFLite / ONNX input of the tests' exports: U=4 units of T=2 frames at 32²

@@ -22,8 +22,8 @@ import os
 
 import keras
 
-from keras_v4d.sampling import VideoSampling
-from keras_v4d.weights.class_names import read_class_names
+from keras_v4d.records.class_names import read_class_names
+from keras_v4d.records.sampling import VideoSampling
 
 CACHE_SUBDIR = "keras_v4d"
 REQUIRED_FIELDS = ("builder", "arguments", "file_name", "url", "sha256")

@@ -1,0 +1,54 @@
+"""The files of a training run's folder, named once.
+
+A run folder holds ``run.json`` (what defines the run), ``settings.json`` (the sampling the model
+was trained with and its class names: what inference, evaluation and export read beside a
+checkpoint), ``epoch-NNN.weights.h5`` (resume points), ``last.keras``, ``history.csv``,
+``skipped.csv`` and ``tensorboard/``.
+"""
+
+import json
+import os
+import re
+
+from keras_v4d.records.atomic import open_atomically
+from keras_v4d.records.sampling import VideoSampling
+
+RUN_FILE = "run.json"
+SETTINGS_FILE = "settings.json"
+LAST_MODEL_FILE = "last.keras"
+HISTORY_FILE = "history.csv"
+SKIPPED_FILE = "skipped.csv"
+CHECKPOINT_NAME = "epoch-{epoch:03d}.weights.h5"
+CHECKPOINT_PATTERN = re.compile(r"^epoch-(\d{3,})\.weights\.h5$")
+TENSORBOARD_FOLDER = "tensorboard"
+WORKERS_FOLDER = "workers"
+# What train() writes into a folder; --overwrite removes these and nothing else.
+RUN_FILES = (RUN_FILE, SETTINGS_FILE, "class_names.txt", LAST_MODEL_FILE, HISTORY_FILE, SKIPPED_FILE)
+RUN_FOLDERS = (TENSORBOARD_FOLDER, WORKERS_FOLDER, "backup")  # backup/: the BackupAndRestore state of earlier versions
+
+
+def write_settings(folder, sampling, class_names=None):
+    """Writes ``sampling`` and ``class_names`` to ``folder/settings.json``; returns its path."""
+    path = os.path.join(folder, SETTINGS_FILE)
+    with open_atomically(path, "w", encoding="utf-8") as handle:
+        json.dump({**sampling.to_dict(), "class_names": list(class_names) if class_names else None}, handle,
+                  indent=2)
+    return path
+
+
+def read_settings(checkpoint):
+    """The settings saved beside ``checkpoint`` (``settings.json`` in its folder): ``(sampling fields
+    as saved (a dict, possibly partial), class names or None)``; ``({}, None)`` when there is none."""
+    path = os.path.join(os.path.dirname(os.path.abspath(os.fspath(checkpoint))), SETTINGS_FILE)
+    if not os.path.isfile(path):
+        return {}, None
+    try:
+        with open(path, encoding="utf-8") as handle:
+            settings = json.load(handle)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{path}: not a readable settings file ({error})") from None
+    if not isinstance(settings, dict):
+        raise ValueError(f"{path}: expected a JSON object of settings, got {type(settings).__name__}")
+    class_names = settings.pop("class_names", None)
+    VideoSampling.from_dict(settings, path)  # an unknown key or a bad value is an error here, naming the file
+    return settings, class_names
