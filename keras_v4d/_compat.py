@@ -185,6 +185,12 @@ def _snake_case(name):
     return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
+def keras_h5_key_base(layer_class):
+    """The key a ``.weights.h5`` file gives the first layer of ``layer_class`` (``Residual4D`` →
+    ``residual4d``); the n-th is ``<base>_<n-1>`` (see ``keras_h5_layer_keys``)."""
+    return _snake_case(layer_class.__name__)
+
+
 def keras_h5_layer_keys(model):
     """``[(h5 key, layer)]``: where Keras 3's ``.weights.h5`` format stores each of ``model.layers``.
 

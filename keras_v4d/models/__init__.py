@@ -6,7 +6,10 @@ Each builder has the ``keras.applications`` signature plus family keywords and t
 """
 
 from keras_v4d.models.flops import count_flops
+from keras_v4d.models.freezing import PARTS, freeze, unfreeze
+from keras_v4d.models.heads import HeadedVideoModel, with_head
 from keras_v4d.models.preprocessing import preprocess_input
+from keras_v4d.models.pretrained import WeightsReport, load_pretrained_weights
 from keras_v4d.models.resnet3d import build_resnet3d
 
 _COMMON_ARGS = """
@@ -106,4 +109,7 @@ for _builder, (_summary, _has_4d) in _DOCS.items():
 
 BUILDERS = {b.__name__: b for b in _DOCS}
 
-__all__ = list(BUILDERS) + ["BUILDERS", "build_resnet3d", "count_flops", "preprocess_input"]
+__all__ = list(BUILDERS) + [
+    "BUILDERS", "PARTS", "HeadedVideoModel", "WeightsReport", "build_resnet3d", "count_flops", "freeze",
+    "load_pretrained_weights", "preprocess_input", "unfreeze", "with_head",
+]

@@ -4,14 +4,17 @@ Every model takes ``(batch, U, T, H, W, 3)`` float32 RGB (normalised by the call
 units into the batch for the 3D layers; the 4D blocks see ``(batch, U, T, H, W, C)``.
 """
 
+import logging
+
 import keras
 
 from keras_v4d.layers import F4DBlock, FoldUnits, Residual4D, SpatialMaxPooling, SymmetricZeroPadding3D, UnfoldUnits
 from keras_v4d.layers._checks import normalize_tuple
 from keras_v4d.layers.normalization import batch_norm
+from keras_v4d.models.pretrained import load_pretrained_weights
 from keras_v4d.models.video_model import VideoModel
 from keras_v4d.records.presets import resolve_weights
-from keras_v4d.records.weights_file import load_model_weights
+from keras_v4d.records.weights_file import WeightsMismatchError
 
 STAGES = ("res2", "res3", "res4", "res5")
 STAGE_FILTERS = (64, 128, 256, 512)
@@ -31,6 +34,8 @@ PLACEMENTS = {
 POOLINGS = (None, "avg", "max")
 MIN_SPATIAL_SIZE = 32
 DEFAULT_CLASSES = 400  # Kinetics-400, as keras.applications' 1000 for ImageNet
+
+logger = logging.getLogger(__name__)
 
 
 def _every_other_block(depth):
@@ -179,44 +184,93 @@ def build_resnet3d(
 
     The network is composed of the parts Algorithm 1 needs (``VideoModel.parts()``): the 3D part
     before the first 4D block, each 4D block with the 3D layers up to the next one, and the head.
-    ``weights``: ``None``, a registered tag or a ``.weights.h5`` path; a tag must belong to
-    ``builder`` (the public builder's name, when called through one). ``classes``: default the
-    tag's, else 400.
+    ``weights``: ``None``, a registered tag or a ``.weights.h5`` path, of this model or of another of
+    the family of the same depth (``models.pretrained``: 4D blocks the weights lack start at the
+    identity; with ``classes`` other than the weights' the classifier starts new; with
+    ``include_top=False`` the weights' classifier is left out; what was done is logged and kept as
+    ``model.weights_report``). ``classes``: default the weights', else 400.
     """
+    _check_arguments(depth, block4d, pooling, dropout_rate, width)
+    weights_path, weights_classes, weights_builder = resolve_weights(weights)
+    if classes is None:
+        classes = weights_classes or DEFAULT_CLASSES
+    if include_top and (not isinstance(classes, int) or classes < 1):
+        raise ValueError(f"`classes` must be a positive int, got {classes!r}.")
+    placement = resolve_placement(depth, block4d_placement) if block4d else {}
+    kernel_size = normalize_tuple(kernel_size, 4, "kernel_size", name, odd=True)
+    video = _video_input(input_tensor, input_shape, num_units, frames_per_unit, batch_size)
+    block_options = dict(kernel_size=kernel_size, norm=norm, dropout_rate=block4d_dropout_rate, attention=attention)
+    boundaries = _backbone(video, depth, width, stride_in_1x1, block4d, placement, block_options)
+    x = _head(boundaries[-1], include_top, pooling, classes, classifier_activation, dropout_rate)
+
+    inputs = keras.utils.get_source_inputs(video) if input_tensor is not None else video
+    config = dict(depth=depth, block4d=block4d, builder=builder, include_top=include_top,
+                  input_shape=tuple(video.shape[1:]), pooling=pooling, classes=classes,
+                  classifier_activation=keras.activations.serialize(keras.activations.get(classifier_activation)),
+                  block4d_placement={k: list(v) for k, v in placement.items()} if block4d else block4d_placement,
+                  kernel_size=list(kernel_size), norm=norm, dropout_rate=dropout_rate,
+                  block4d_dropout_rate=block4d_dropout_rate, attention=list(attention), width=width,
+                  stride_in_1x1=stride_in_1x1, batch_size=batch_size, name=name)
+    model = ResNet3DModel(inputs, x, boundaries=boundaries, has_head=include_top or pooling is not None,
+                          builder_config=config, name=name)
+    if weights_path is not None:
+        _load_weights(model, weights, weights_path, weights_builder,
+                      new_classifier=include_top and weights_classes not in (None, classes))
+    return model
+
+
+def _load_weights(model, weights, path, weights_builder, new_classifier):
+    """``load_pretrained_weights``, its report logged (a warning where anything was newly initialised
+    or left unused) and kept as ``model.weights_report``."""
+    try:
+        report = load_pretrained_weights(model, path, new_classifier=new_classifier)
+    except WeightsMismatchError as error:
+        if weights_builder and weights_builder != model.builder_config["builder"]:
+            raise WeightsMismatchError(f"{error} The weights {weights!r} belong to {weights_builder}.") from None
+        raise
+    level = logging.WARNING if report.initialized or report.unused else logging.INFO
+    for line in report.lines():
+        logger.log(level, "%s", line)
+    model.weights_report = report
+
+
+def _check_arguments(depth, block4d, pooling, dropout_rate, width):
     if depth not in ARCHITECTURES:
         raise ValueError(f"`depth` must be one of {sorted(ARCHITECTURES)}, got {depth!r}.")
     if block4d not in (None, "v4d", "f4d"):
         raise ValueError(f"`block4d` must be None, 'v4d' or 'f4d', got {block4d!r}.")
     if pooling not in POOLINGS:
         raise ValueError(f"`pooling` must be one of {POOLINGS}, got {pooling!r}.")
-    weights_path, classes = resolve_weights(weights, builder, include_top=include_top, classes=classes)
-    classes = DEFAULT_CLASSES if classes is None else classes
-    if include_top and (not isinstance(classes, int) or classes < 1):
-        raise ValueError(f"`classes` must be a positive int, got {classes!r}.")
     if not 0 <= dropout_rate < 1:
         raise ValueError(f"`dropout_rate` must be in [0, 1), got {dropout_rate!r}.")
     if not (isinstance(width, (int, float)) and 0 < width <= 4):
         raise ValueError(f"`width` must be a number in (0, 4], got {width!r}.")
-    placement = resolve_placement(depth, block4d_placement) if block4d else {}
-    kernel_size = normalize_tuple(kernel_size, 4, "kernel_size", name, odd=True)
 
+
+def _video_input(input_tensor, input_shape, num_units, frames_per_unit, batch_size):
+    """The model's input ``(batch, U, T, H, W, 3)``: a new ``keras.Input`` or ``input_tensor``."""
     if input_tensor is None:
-        video = keras.Input(shape=_check_input_shape(input_shape, num_units, frames_per_unit),
-                            batch_size=batch_size, name="video")
-    else:
-        if len(input_tensor.shape) != 6 or input_tensor.shape[-1] != 3:
-            raise ValueError(
-                f"`input_tensor` must have shape (batch, U, T, H, W, 3), got {tuple(input_tensor.shape)}.")
-        video = input_tensor if keras.backend.is_keras_tensor(input_tensor) else keras.Input(tensor=input_tensor)
+        return keras.Input(shape=_check_input_shape(input_shape, num_units, frames_per_unit), batch_size=batch_size,
+                           name="video")
+    if len(input_tensor.shape) != 6 or input_tensor.shape[-1] != 3:
+        raise ValueError(f"`input_tensor` must have shape (batch, U, T, H, W, 3), got {tuple(input_tensor.shape)}.")
+    return input_tensor if keras.backend.is_keras_tensor(input_tensor) else keras.Input(tensor=input_tensor)
 
+
+def _backbone(video, depth, width, stride_in_1x1, block4d, placement, block_options):
+    """The stem and the four stages with the 4D blocks after the ``placement``'s residual blocks.
+
+    Returns the parts' boundaries (V4D §3.4, Algorithm 1): the input, each 4D block's input and
+    output, and the feature map ``(B, U, T, h, w, C)`` last. The 3D layers work on folded units;
+    each boundary is an unfolded 6-D tensor. Every ``UnfoldUnits`` reads U from its own part's 6-D
+    input, so each part is a one-input model.
+    """
     arch = ARCHITECTURES[depth]
     if arch["block"] == "basic":
         block_fn = basic_block
     else:
         def block_fn(*args):
             return bottleneck_block(*args, stride_in_1x1=stride_in_1x1)
-    # Parts (V4D §3.4, Algorithm 1): the 3D layers work on folded units; each boundary is an unfolded 6-D tensor.
-    # Every UnfoldUnits reads U from its own part's 6-D input, so each part is a one-input model.
     boundaries, reference = [video], video
     x = FoldUnits(name="fold_units")(video)
     x = stem(x, _scaled(64, width))
@@ -228,40 +282,29 @@ def build_resnet3d(
             if index in placement.get(stage, ()):
                 block_name = f"{stage}_{block4d}{index}"
                 features = UnfoldUnits(name=f"{block_name}_unfold")([x, reference])
-                reference = _block4d(features, block4d, block_name, kernel_size=kernel_size, norm=norm,
-                                     dropout_rate=block4d_dropout_rate, attention=attention)
+                reference = _block4d(features, block4d, block_name, **block_options)
                 boundaries += [features, reference]
                 x = FoldUnits(name=f"{block_name}_fold")(reference)
-    features = UnfoldUnits(name="features_unfold")([x, reference])  # (B, U, T, h, w, C)
-    boundaries.append(features)
+    boundaries.append(UnfoldUnits(name="features_unfold")([x, reference]))  # (B, U, T, h, w, C)
+    return boundaries
 
-    x = features
-    if include_top or pooling is not None:
-        pool3d, pool1d = ((keras.layers.GlobalMaxPooling3D, keras.layers.GlobalMaxPooling1D)
-                          if pooling == "max" and not include_top else
-                          (keras.layers.GlobalAveragePooling3D, keras.layers.GlobalAveragePooling1D))
-        x = FoldUnits(name="head_fold")(features)
-        x = pool3d(name="pool_thw")(x)  # (B·U, C)
-        x = UnfoldUnits(name="unfold_units")([x, features])  # (B, U, C)
-        x = pool1d(name="pool_units")(x)  # averaging over units before the linear layer == TSN's score averaging
-        if include_top:
-            x = keras.layers.Dropout(dropout_rate, name="head_dropout")(x)
-            # float32 scores under a mixed-precision policy too (the loss and the top-k metric need them)
-            x = keras.layers.Dense(classes, activation=classifier_activation, dtype="float32", name="predictions")(x)
 
-    inputs = keras.utils.get_source_inputs(video) if input_tensor is not None else video
-    config = dict(depth=depth, block4d=block4d, builder=builder, include_top=include_top,
-                  input_shape=tuple(video.shape[1:]), pooling=pooling, classes=classes,
-                  classifier_activation=keras.activations.serialize(keras.activations.get(classifier_activation)),
-                  block4d_placement={k: list(v) for k, v in placement.items()} if block4d else block4d_placement,
-                  kernel_size=list(kernel_size), norm=norm, dropout_rate=dropout_rate,
-                  block4d_dropout_rate=block4d_dropout_rate, attention=list(attention), width=width,
-                  stride_in_1x1=stride_in_1x1, batch_size=batch_size, name=name)
-    model = ResNet3DModel(inputs, x, boundaries=boundaries, has_head=include_top or pooling is not None,
-                       builder_config=config, name=name)
-    if weights_path is not None:
-        load_model_weights(model, weights_path)
-    return model
+def _head(features, include_top, pooling, classes, classifier_activation, dropout_rate):
+    """Pooling over T, H, W then over U (TSN's score averaging before the linear layer) and the classifier."""
+    if not (include_top or pooling is not None):
+        return features
+    pool3d, pool1d = ((keras.layers.GlobalMaxPooling3D, keras.layers.GlobalMaxPooling1D)
+                      if pooling == "max" and not include_top else
+                      (keras.layers.GlobalAveragePooling3D, keras.layers.GlobalAveragePooling1D))
+    x = FoldUnits(name="head_fold")(features)
+    x = pool3d(name="pool_thw")(x)  # (B·U, C)
+    x = UnfoldUnits(name="unfold_units")([x, features])  # (B, U, C)
+    x = pool1d(name="pool_units")(x)  # averaging over units before the linear layer == TSN's score averaging
+    if include_top:
+        x = keras.layers.Dropout(dropout_rate, name="head_dropout")(x)
+        # float32 scores under a mixed-precision policy too (the loss and the top-k metric need them)
+        x = keras.layers.Dense(classes, activation=classifier_activation, dtype="float32", name="predictions")(x)
+    return x
 
 
 def _block4d(x, kind, name, kernel_size, norm, dropout_rate, attention):

@@ -40,12 +40,13 @@ class VideoModel(keras.Model):
             ``z_i`` and output ``y_i``, and the features entering the head, all 6-D.
         has_head: whether ``outputs`` come from a head after ``features``.
         builder_config: the ``build_resnet3d`` arguments, for ``get_config``.
+        head: a head of the user's (``models.heads.with_head``), or None.
     """
 
-    def __init__(self, inputs, outputs, boundaries, has_head, builder_config, name=None):
+    def __init__(self, inputs, outputs, boundaries, has_head, builder_config, name=None, head=None):
         super().__init__(inputs=inputs, outputs=outputs, name=name)
         # A plain holder: Keras does not track what it holds, so the weight layout stays the model's.
-        self._structure = _Structure(boundaries, has_head, builder_config)
+        self._structure = _Structure(boundaries, has_head, builder_config, head)
 
     def parts(self):
         """The model's ``VideoParts`` (built once; they share this model's layers and weights)."""
@@ -65,6 +66,21 @@ class VideoModel(keras.Model):
         return structure.parts
 
     @property
+    def boundaries(self):
+        """``(video, z_1, y_1, …, z_K, y_K, features)``: the tensors where the parts meet."""
+        return self._structure.boundaries
+
+    @property
+    def has_head(self):
+        """Whether the model's output comes from a head after the features (scores or pooled features)."""
+        return self._structure.has_head
+
+    @property
+    def head(self):
+        """The user's head layer (``with_head``), or None for the builders' own head."""
+        return self._structure.head
+
+    @property
     def builder_config(self):
         """A copy of the builder arguments this model was made with."""
         return dict(self._structure.builder_config)
@@ -78,17 +94,25 @@ class VideoModel(keras.Model):
 
 
 class _Structure:
-    def __init__(self, boundaries, has_head, builder_config):
+    def __init__(self, boundaries, has_head, builder_config, head):
         self.boundaries = tuple(boundaries)
         self.has_head = bool(has_head)
         self.builder_config = dict(builder_config)
+        self.head = head
         self.parts = None
+
+
+def _last_layer(model):
+    layer = model.layers[-1]
+    while isinstance(layer, keras.Model) and layer.layers:
+        layer = layer.layers[-1]
+    return layer
 
 
 def ends_in_softmax(model):
     """Whether ``model``'s output is class probabilities (otherwise logits or features)."""
-    if isinstance(model, VideoModel):
-        config = model.get_config()
+    config = model.get_config() if isinstance(model, VideoModel) else {}
+    if "include_top" in config:
         return bool(config.get("include_top")) and config.get("classifier_activation") == "softmax"
-    activation = getattr(model.layers[-1], "activation", None)
+    activation = getattr(_last_layer(model), "activation", None)
     return getattr(activation, "__name__", "") == "softmax"

@@ -24,6 +24,7 @@ import keras
 
 from keras_v4d.records.class_names import read_class_names
 from keras_v4d.records.sampling import VideoSampling
+from keras_v4d.records.weights_file import classifier_key, classifier_size, h5_layer_shapes
 
 CACHE_SUBDIR = "keras_v4d"
 REQUIRED_FIELDS = ("builder", "arguments", "file_name", "url", "sha256")
@@ -181,33 +182,24 @@ def fetch_weights(tag, cache_dir=None):
     return path
 
 
-def resolve_weights(weights, builder=None, include_top=True, classes=None):
-    """A ``weights=`` argument (``None``, a registered tag or a file path) as ``(local path, classes)``.
-
-    For a tag: ``builder`` must be the tag's (else an error naming the builder the tag belongs to),
-    and ``classes`` defaults to the tag's. Otherwise ``classes`` is returned as given.
-    """
+def resolve_weights(weights):
+    """A ``weights=`` argument (``None``, a registered tag or a file path) as ``(local path, the
+    weights' number of classes or None, the tag's builder or None)``; a tag's file is fetched and
+    checked (``fetch_weights``)."""
     if weights is None:
-        return None, classes
+        return None, None, None
     if not isinstance(weights, (str, os.PathLike)):
         raise ValueError(f"`weights` must be None, a registered tag or a file path, got {weights!r}.")
     weights = os.fspath(weights)
     if weights in list_weights():
         preset = get_preset(weights)
-        if builder is not None and builder != preset.builder:
-            raise ValueError(f"weights {weights!r} belong to {preset.builder}, not {builder}: build it with "
-                             f"keras_v4d.{preset.builder}(weights={weights!r})")
-        if classes is None:
-            classes = preset.classes
-        elif include_top and preset.classes not in (None, classes):
-            raise ValueError(f"weights {weights!r} have {preset.classes} classes; build the model with "
-                             f"classes={preset.classes} (the default for this tag) or include_top=False "
-                             f"(got classes={classes}).")
-        return fetch_weights(weights), classes
+        return fetch_weights(weights), preset.classes, preset.builder
     if os.path.sep in weights or weights.endswith(".h5"):
         if not os.path.isfile(weights):
             raise ValueError(f"`weights`: file not found: {weights!r}.")
-        return weights, classes
+        stored = h5_layer_shapes(weights)
+        key = classifier_key(stored)
+        return weights, (classifier_size(weights) if key else None), None
     raise ValueError(
         f"`weights` must be None, a registered tag ({', '.join(list_weights()) or 'none registered'}) "
         f"or the path of a .weights.h5 file, got {weights!r}.")

@@ -6,6 +6,7 @@ a bare shape error.
 """
 
 import os
+import re
 
 import h5py
 
@@ -68,10 +69,16 @@ def load_model_weights(model, path):
 
 
 
+def classifier_key(stored):
+    """The key of the classifier (the last Dense layer) among ``h5_layer_shapes`` ``stored``, or None."""
+    dense = [key for key, shapes in stored.items() if re.fullmatch(r"dense(_\d+)?", key) and shapes]
+    return max(dense, key=lambda key: int(key.rsplit("_", 1)[-1]) if "_" in key else 0, default=None)
+
+
 def classifier_size(path):
     """Number of classes of the final Dense layer stored in a ``.weights.h5`` file."""
-    dense = [(k, s) for k, s in h5_layer_shapes(path).items() if k.startswith("dense") and s]
-    if not dense:
+    stored = h5_layer_shapes(path)
+    key = classifier_key(stored)
+    if key is None:
         raise WeightsMismatchError(f"{path}: no classifier (Dense) weights; pass the number of classes")
-    key, shapes = max(dense, key=lambda item: int(item[0].rsplit("_", 1)[-1]) if "_" in item[0] else 0)
-    return [s for s in shapes if len(s) == 1][0][0]
+    return [s for s in stored[key] if len(s) == 1][0][0]
