@@ -71,8 +71,8 @@ def main():
         port = int(dispatcher.target.rsplit(":", 1)[1])
         worker = start_worker_process(port, listing)
         try:
-            local = video_dataset(listing, training=True, batch_size=args.batch_size, **SETTING).dataset
-            remote = service_video_dataset(dispatcher.target, listing, batch_size=args.batch_size, **SETTING)[0].dataset
+            local = video_dataset(listing, SETTING, training=True, batch_size=args.batch_size)
+            remote = service_video_dataset(dispatcher.target, listing, SETTING, batch_size=args.batch_size)[0]
             rates = {"local pipeline": [], "one service worker": []}
             epoch_rate(local, args.batch_size)  # warm-up: tracing, thread pools, the worker's first job
             epoch_rate(remote, args.batch_size)

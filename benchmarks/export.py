@@ -78,7 +78,7 @@ def build(name, classes, frames):
     return model
 
 
-def model_rows(name, args, calibration, folder):
+def model_rows(name, args, sampling, calibration, folder):
     """``[(format, bytes, run)]`` of one model, and a note on what XNNPACK leaves out."""
     units, frames, size = args.units, args.frames, args.size
     model = build(name, args.classes, frames)
@@ -94,7 +94,7 @@ def model_rows(name, args, calibration, folder):
                  lambda: serve(video=tf.constant(video))["probabilities"].numpy()))
     notes = []
     for variant in TFLITE_VARIANTS:
-        path = export_tflite(model, os.path.join(folder, f"{name}_{variant}.tflite"), units, frames, size, variant,
+        path = export_tflite(model, os.path.join(folder, f"{name}_{variant}.tflite"), sampling, variant,
                              calibration if variant == "int8" else None)
         report = tflite_ops(path)
         notes.append(f"{variant}: {report['partitions']} XNNPACK partition(s), left out: "
@@ -103,7 +103,7 @@ def model_rows(name, args, calibration, folder):
             run = tflite_runner(path, xnnpack)
             rows.append((f"TFLite {variant}, {'XNNPACK' if xnnpack else 'built-in kernels'}", os.path.getsize(path),
                          lambda run=run: run(video)))
-    onnx_path = export_onnx(model, os.path.join(folder, f"{name}.onnx"), units, frames, size)
+    onnx_path = export_onnx(model, os.path.join(folder, f"{name}.onnx"), sampling)
     session = onnx_session(onnx_path)
     input_name = session.get_inputs()[0].name
     frames_in = video.reshape(units * frames, size, size, 3)
@@ -136,7 +136,7 @@ def main():
               f"LiteRT and ONNX Runtime on {os.cpu_count()} threads")
         print(f"{'model':<10} {'format':<36} {'size (MB)':>9} {'max |Δp|':>9} {'latency (ms)':>12}")
         for name in args.models.split(","):
-            rows, notes = model_rows(name, args, calibration, folder)
+            rows, notes = model_rows(name, args, sampling, calibration, folder)
             reference = rows[0][2]()
             differences = [float(np.abs(np.asarray(run()) - reference).max()) for _, _, run in rows]
             medians = interleaved_medians({label: run for label, _, run in rows}, args.rounds)

@@ -36,10 +36,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_v4d import VideoSampling
 from keras_v4d.data import read_all_frames, read_annotations, video_dataset, write_video
 from keras_v4d.data.convert import convert
 
-SETTING = dict(num_units=4, frames_per_unit=4, stride=8, crop_size=224, short_side=256)
+SETTING = VideoSampling()  # the training protocol measured: U=4, T=4, τ=8, 224² crops of short side 256
 
 
 def make_videos(folder, count, frames=300):
@@ -78,7 +79,7 @@ def make_rawframes(folder, listing, quality=90):
 
 
 def videos_per_second(videos, batch_size, batches):
-    iterator = iter(videos.dataset.repeat())
+    iterator = iter(videos.repeat())
     next(iterator)  # warm-up: tracing, thread pools
     start = time.perf_counter()
     for _ in range(batches):
@@ -178,7 +179,7 @@ def main():
         listing = make_videos(folder, args.videos)
         convert(read_annotations(listing), os.path.join(folder, "records", "train"), num_shards=4,
                 workers=2, short_side=256, progress_bar=False)
-        common = dict(training=True, batch_size=args.batch_size, **SETTING)
+        common = dict(sampling=SETTING, training=True, batch_size=args.batch_size)
         files_rate = videos_per_second(video_dataset(listing, **common), args.batch_size, args.batches)
         records_rate = videos_per_second(video_dataset(os.path.join(folder, "records"), **common),
                                          args.batch_size, args.batches)

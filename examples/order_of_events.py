@@ -20,6 +20,7 @@ Run: ``python examples/order_of_events.py [--seed 0 | --seeds 3] [--epochs 20] [
 """
 
 import argparse
+import dataclasses
 import itertools
 import os
 import sys
@@ -38,7 +39,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_v4d.data import read_video_units, video_dataset
+from keras_v4d import VideoSampling
+from keras_v4d.data import DataOptions, read_video_units, video_dataset
 from keras_v4d.inference import VideoLevelPredictor, accuracy_metrics, video_level_predict
 from keras_v4d.models import build_resnet3d
 from keras_v4d.training import compile_for_training
@@ -47,8 +49,9 @@ SHAPES = (("red square", (230, 40, 40)), ("green disc", (40, 200, 60)), ("blue t
 ORDERS = list(itertools.permutations(range(3)))
 CLASS_NAMES = [" → ".join(SHAPES[i][0].split()[0] for i in order) for order in ORDERS]
 SIZE = 48
-SETTING = dict(num_units=4, frames_per_unit=2, stride=2, crop_size=32, short_side=36)
 TEST_UNITS = 8
+SAMPLING = VideoSampling(train_units=4, frames_per_unit=2, stride=2, crop_size=32, short_side=36, area_range=(0.6, 1.0),
+                         test_num_units=TEST_UNITS, test_crop_size=32, test_num_crops=1)
 MODELS = (("I3D-S ResNet18", None, 1), ("TSN+I3D-S ResNet18", None, 4), ("V4D ResNet18", "v4d", 4))
 DEFAULT_OUTPUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "docs")
 
@@ -71,7 +74,7 @@ def make_video(order, rng):
     that saw red, then green, would tell a clip model part of the order), and every shape appears
     after and before a gap.
     """
-    gaps = np.full(4, SETTING["stride"] * (SETTING["frames_per_unit"] - 1))
+    gaps = np.full(4, SAMPLING.stride * (SAMPLING.frames_per_unit - 1))
     shown = int(rng.integers(48, 72))
     cuts = sorted((rng.uniform(0.27, 0.4), rng.uniform(0.6, 0.73)))
     lengths = np.diff([0, int(cuts[0] * shown), int(cuts[1] * shown), shown])
@@ -135,12 +138,13 @@ def write_dataset(folder, videos_per_class, seed):
 
 def training_set(train_list, num_units, batch_size, seed):
     """The seeded training pipeline (shuffles, units' offsets, crops and flips all follow ``seed``)."""
-    videos = video_dataset(train_list, training=True, batch_size=batch_size, area_range=(0.6, 1.0),
-                           num_classes=len(ORDERS), seed=seed, **{**SETTING, "num_units": num_units})
-    steps = videos.num_videos // batch_size
+    sampling = dataclasses.replace(SAMPLING, train_units=num_units)
+    videos, info = video_dataset(train_list, sampling, training=True, batch_size=batch_size, num_classes=len(ORDERS),
+                                 options=DataOptions(seed=seed), with_info=True)
+    steps = info.num_videos // batch_size
     # Every generated video decodes, so an epoch is exactly `steps` batches: said up front, Keras
     # knows the epoch's length from the first epoch on.
-    return videos.dataset.apply(tf.data.experimental.assert_cardinality(steps)), steps
+    return videos.apply(tf.data.experimental.assert_cardinality(steps)), steps
 
 
 def train(block4d, num_units, train_list, args, seed):
@@ -155,11 +159,10 @@ def train(block4d, num_units, train_list, args, seed):
 
 def evaluate(model, train_units, test_list, reverse=False):
     """Top-1 (%) and the predicted class of each test video (list order)."""
-    videos = video_dataset(test_list, training=False, batch_size=16, num_classes=len(ORDERS), num_crops=1,
-                           **{**SETTING, "num_units": TEST_UNITS})
+    videos = video_dataset(test_list, SAMPLING, training=False, batch_size=16, num_classes=len(ORDERS))
     predictor = VideoLevelPredictor(model)
     labels, scores = [], []
-    for views, y, _ in videos.dataset:
+    for views, y, _ in videos:
         views = views.numpy()[:, :, ::-1] if reverse else views.numpy()
         scores.append(keras.ops.convert_to_numpy(video_level_predict(model, views, train_units, predictor=predictor)))
         labels.append(y.numpy())
@@ -228,7 +231,7 @@ def units_picture(test_list, rows, path):
     first = {}
     for index, (name, label) in enumerate(entries):
         first.setdefault(int(label), (index, name))
-    units, frames = SETTING["num_units"], SETTING["frames_per_unit"]
+    units, frames = SAMPLING.train_units, SAMPLING.frames_per_unit
     columns = [u * (frames + 1) + f for u in range(units) for f in range(frames)]  # a narrow gap after each unit
     figure, axes = plt.subplots(
         len(ORDERS), units * (frames + 1) - 1, figsize=(1.1 * units * frames + 2.8, 1.15 * len(ORDERS)), squeeze=False,
@@ -237,7 +240,7 @@ def units_picture(test_list, rows, path):
         axis.set_axis_off()
     for label in range(len(ORDERS)):
         index, name = first[label]
-        clip = read_video_units(os.path.join(folder, name), units, frames, SETTING["stride"])
+        clip = read_video_units(os.path.join(folder, name), units, frames, SAMPLING.stride)
         for j, frame in enumerate(clip):
             axis = axes[label, columns[j]]
             axis.set_axis_on(), axis.set_xticks([]), axis.set_yticks([])
@@ -293,7 +296,7 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0, help="seed of the videos, data order, augmentation, init")
     parser.add_argument("--seeds", type=int, default=None, help="run seeds 0..N-1 and print mean ± sd over them")
     parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--lr", type=float, default=0.02, help="base learning rate (÷10 at 60% and 85% of the epochs)")
+    parser.add_argument("--lr", type=float, default=0.02, help="base learning rate (÷10 at 60%% and 85%% of the epochs)")
     parser.add_argument("--videos_per_class", type=int, default=32)
     parser.add_argument("--test_videos_per_class", type=int, default=15)
     parser.add_argument("--batch_size", type=int, default=8)

@@ -5,7 +5,6 @@ Each tool defines its flags on its own ``flags.FlagValues`` (not absl's global `
 every tool lives in one process without clashes (``keras-v4d`` imports them all).
 """
 
-import os
 import signal
 import sys
 import threading
@@ -116,7 +115,7 @@ def define_inference_flags(flag_values):
     flags.DEFINE_string("model", None, "Builder name for a .weights.h5 checkpoint, e.g. V4DResNet18.",
                         flag_values=flag_values)
     flags.DEFINE_string("class_names", None, "File with one class name per line (default: the registry entry "
-                        "of a tag, the checkpoint's settings.json or class_names.txt beside it; else Kinetics-400's "
+                        "of a tag, or the run's settings.json beside the checkpoint; else Kinetics-400's "
                         "names for a 400-way classifier).", flag_values=flag_values)
     flags.DEFINE_integer("train_units", None, "U the model was trained with (default: saved settings, the "
                          f"model's fixed U, else {DEFAULT_SAMPLING.train_units}).", flag_values=flag_values)
@@ -140,60 +139,77 @@ def define_inference_flags(flag_values):
                          "keras_v4d.data.MAX_FRAME_PIXELS, 4096×4096).", lower_bound=1, flag_values=flag_values)
 
 
-def load_inference_model(flag_values):
-    """The model, its class names and its ``VideoSampling`` from the inference flags.
+def _test_sampling(model, saved, flag_values):
+    """``evaluate``/``predict``: the test protocol from the sampling flags, else the saved settings."""
+    from keras_v4d.inference.algorithm1 import check_unit_combinations
+    from keras_v4d.records.sampling import resolve_sampling
 
-    ``--checkpoint`` is a ``.keras`` model, a ``.weights.h5`` file with ``--model``, or a registered
-    weights tag (``keras_v4d.weights.list_weights()``, e.g. ``v4d_resnet50_kinetics400``): then the
-    architecture, the sampling settings and the class names come from the registry entry. Class
-    names: ``--class_names``; else the registry entry, or the ``settings.json``/``class_names.txt``
-    beside the checkpoint; else, for a 400-way classifier, Kinetics-400's names (said on stderr).
+    sampling = resolve_sampling(
+        model, saved, train_units=flag_values.train_units, num_units=flag_values.num_units,
+        frames_per_unit=flag_values.frames_per_unit, stride=flag_values.stride, crop_size=flag_values.crop_size,
+        short_side=flag_values.short_side, num_crops=flag_values.num_crops, mode=flag_values.mode)
+    if flag_values.mode == "combinations":  # refused here, before the model meets any video
+        check_unit_combinations(sampling.test_num_units, sampling.train_units, name="--num_units")
+    return sampling
+
+
+def _export_sampling(model, saved, flag_values):
+    """``export``: ``--num_units`` is U_train, ``--frames_per_unit`` T; the rest is saved or default."""
+    from keras_v4d.records.sampling import resolve_sampling
+
+    # getattr: a flag the tool does not define counts as unset
+    return resolve_sampling(model, saved, train_units=getattr(flag_values, "num_units", None),
+                            frames_per_unit=getattr(flag_values, "frames_per_unit", None))
+
+
+def _has_head(model):
+    from keras_v4d.models.video_model import VideoModel
+
+    return not isinstance(model, VideoModel) or model.parts().head is not None
+
+
+def load_inference_model(flag_values, *, export=False):
+    """The model, its class names and its ``VideoSampling`` from the inference flags:
+    ``(model, class_names or None, sampling)``.
+
+    ``--checkpoint`` is resolved by ``keras_v4d.weights.load_model``: a ``.keras`` model, a
+    ``.weights.h5`` file with ``--model``, or a registered weights tag (``keras_v4d.weights.list_weights()``,
+    e.g. ``v4d_resnet50_kinetics400``), whose architecture, sampling settings and class names come
+    from the registry. Class names: ``--class_names``; else the registry entry, or the run's
+    ``settings.json`` (an older run's ``class_names.txt``) beside the checkpoint; else, for a 400-way
+    classifier, Kinetics-400's names (said on stderr). Sampling flags left unset take the saved
+    settings (``resolve_sampling``).
+
+    ``export=True`` is what ``keras-v4d export`` needs: of the sampling flags only ``--num_units``
+    (read as U_train) and ``--frames_per_unit`` are read, and a flag the tool does not define counts
+    as unset; ``--mode`` is neither read nor checked; a model without a head is accepted, class names
+    are checked against the outputs of a model with a head only, and no Kinetics-400 names are
+    supplied (``None`` when none are given or saved). The saved settings themselves:
+    ``keras_v4d.weights.load_model(checkpoint).saved_sampling``.
+
+    Raises ``CommandError`` naming the flag or file at fault.
     """
     from keras_v4d.records.class_names import KINETICS400_SIZE, kinetics400_class_names
-    from keras_v4d.records.run_files import read_settings
-    from keras_v4d.records.sampling import resolve_sampling
-    from keras_v4d.weights import (
-        find_class_names,
-        get_preset,
-        list_weights,
-        load_pretrained,
-        load_trained_model,
-    )
+    from keras_v4d.weights import list_weights, load_model, weights_tag
 
     checkpoint = flag_values.checkpoint
     if not checkpoint:
         raise CommandError("--checkpoint is required (a .keras file, a .weights.h5 file with --model, or a "
                            f"registered weights tag: {', '.join(list_weights())})")
-    tag = checkpoint if checkpoint in list_weights() and not os.path.exists(checkpoint) else None
+    tag = weights_tag(checkpoint)
     if tag and flag_values.model:
         raise CommandError(f"--model is for .weights.h5 checkpoints; the weights tag {tag!r} names its architecture")
     try:
-        if tag:
-            model = load_pretrained(tag)
-            preset = get_preset(tag)
-            saved, saved_names = preset.sampling.to_dict(), preset.class_names
-        else:
-            model = load_trained_model(checkpoint, flag_values.model)
-            saved, saved_names = read_settings(checkpoint)
-        if flag_values.class_names:
-            class_names = find_class_names(checkpoint, flag_values.class_names)
-        elif saved_names or tag:
-            class_names = saved_names
-        else:
-            class_names = find_class_names(checkpoint)
-        sampling = resolve_sampling(
-            model, saved, train_units=flag_values.train_units,
-            num_units=flag_values.num_units, frames_per_unit=flag_values.frames_per_unit, stride=flag_values.stride,
-            crop_size=flag_values.crop_size, short_side=flag_values.short_side, num_crops=flag_values.num_crops,
-            mode=flag_values.mode)
-        if flag_values.mode == "combinations":  # refused here, before the model meets any video
-            from keras_v4d.inference.video_level import check_unit_combinations
-
-            check_unit_combinations(sampling.test_num_units, sampling.train_units, name="--num_units")
+        loaded = load_model(checkpoint, flag_values.model, flag_values.class_names or None)
+        resolve = _export_sampling if export else _test_sampling
+        sampling = resolve(loaded.model, loaded.saved_sampling, flag_values)
     except (OSError, ValueError) as error:
         raise CommandError(str(error)) from None
+    model, class_names = loaded.model, loaded.class_names
+    if export and not _has_head(model):
+        return model, class_names, sampling
     num_classes = model.outputs[0].shape[-1]
-    if class_names is None and num_classes == KINETICS400_SIZE:
+    if class_names is None and num_classes == KINETICS400_SIZE and not export:
         class_names = kinetics400_class_names()
         print(f"note: {checkpoint} names no classes; its 400 outputs are named with Kinetics-400's classes "
               "(pass --class_names FILE if it was trained on another dataset)", file=sys.stderr)

@@ -5,9 +5,9 @@
     keras-v4d predict --checkpoint runs/v4d/last.keras --timeline --window 10 --hop 1 match.mp4
 
 Sampling flags default to the checkpoint's saved settings; class names come from --class_names,
-the saved settings or ``class_names.txt`` beside the checkpoint. A video that cannot be read is
-reported with its path and the others are still predicted; the exit code is then 1 (2 for bad
-flags or a missing checkpoint).
+else the registry entry of a weights tag or the run's ``settings.json`` beside the checkpoint. A
+video that cannot be read is reported with its path and the others are still predicted; the exit
+code is then 1 (2 for bad flags or a missing checkpoint).
 
 --timeline answers "what happens when" in a long video: windows of about --window seconds every
 --hop seconds, each with the test protocol (the probabilities of predicting that window alone),
@@ -51,8 +51,9 @@ def main(argv):
     if not videos:
         raise CommandError("give one or more video files: keras-v4d predict --checkpoint C VIDEO...")
     model, class_names, sampling = load_inference_model(FLAGS)
-    print(f"sampling: train_units={sampling.train_units} "
-          + " ".join(f"{k}={v}" for k, v in sampling.test_arguments().items()), file=sys.stderr)
+    print(f"sampling: train_units={sampling.train_units} num_units={sampling.test_num_units} "
+          f"frames_per_unit={sampling.frames_per_unit} stride={sampling.stride} crop_size={sampling.test_crop} "
+          f"short_side={sampling.short_side} num_crops={sampling.test_num_crops}", file=sys.stderr)
     max_frame_pixels = FLAGS.max_frame_pixels or MAX_FRAME_PIXELS
     if FLAGS.timeline:
         return _timelines(model, videos, sampling, class_names, max_frame_pixels)

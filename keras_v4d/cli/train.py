@@ -69,10 +69,29 @@ flags.DEFINE_bool("strict", False, "Stop at the first video that cannot be read 
                   flag_values=FLAGS)
 
 
-def main(argv):
-    from keras_v4d.data import MAX_FRAME_PIXELS, BadVideoError
-    from keras_v4d.models import BUILDERS
+def _records():
+    """The run's records from the flags: ``(TrainingData, RunOutput, VideoSampling, Recipe, Distribution)``."""
+    from keras_v4d.data import MAX_FRAME_PIXELS, DataOptions
     from keras_v4d.records.sampling import DEFAULT_SAMPLING, VideoSampling
+    from keras_v4d.training import Distribution, Recipe, RunOutput, TrainingData
+
+    sampling = VideoSampling(train_units=FLAGS.num_units, frames_per_unit=FLAGS.frames_per_unit,
+                             stride=FLAGS.stride, crop_size=FLAGS.crop_size, short_side=FLAGS.short_side,
+                             test_num_units=max(FLAGS.num_units, DEFAULT_SAMPLING.test_num_units))
+    options = DataOptions(strict=FLAGS.strict, max_frame_pixels=FLAGS.max_frame_pixels or MAX_FRAME_PIXELS)
+    data = TrainingData(FLAGS.train, val=FLAGS.val, num_classes=FLAGS.num_classes, options=options,
+                        service=FLAGS.data_service)
+    output = RunOutput(FLAGS.output, overwrite=FLAGS.overwrite, tensorboard=FLAGS.tensorboard)
+    recipe = Recipe(epochs=FLAGS.epochs, batch_size=FLAGS.batch_size, lr=FLAGS.lr, weight_decay=FLAGS.weight_decay,
+                    decay_epochs=[int(e) for e in FLAGS.decay_epochs], mixed_precision=FLAGS.mixed_precision,
+                    init_weights=FLAGS.init_weights)
+    return data, output, sampling, recipe, Distribution(FLAGS.strategy, low_memory=FLAGS.low_memory)
+
+
+def main(argv):
+    from keras_v4d.data import BadVideoError
+    from keras_v4d.models import BUILDERS
+    from keras_v4d.records.run_files import LAST_MODEL_FILE
     from keras_v4d.training.callbacks import TrainingDiverged
     from keras_v4d.training.run import train
 
@@ -83,16 +102,8 @@ def main(argv):
     if FLAGS.model not in BUILDERS:
         raise CommandError(f"--model must be one of {sorted(BUILDERS)}, got {FLAGS.model!r}")
     try:
-        sampling = VideoSampling(train_units=FLAGS.num_units, frames_per_unit=FLAGS.frames_per_unit,
-                                 stride=FLAGS.stride, crop_size=FLAGS.crop_size, short_side=FLAGS.short_side,
-                                 test_num_units=max(FLAGS.num_units, DEFAULT_SAMPLING.test_num_units))
-        history = train(FLAGS.model, FLAGS.train, FLAGS.output, sampling=sampling, val_data=FLAGS.val,
-              num_classes=FLAGS.num_classes, epochs=FLAGS.epochs, batch_size=FLAGS.batch_size, lr=FLAGS.lr,
-              weight_decay=FLAGS.weight_decay,
-              decay_epochs=[int(e) for e in FLAGS.decay_epochs], strategy=FLAGS.strategy,
-              mixed_precision=FLAGS.mixed_precision, low_memory=FLAGS.low_memory, init_weights=FLAGS.init_weights,
-              tensorboard=FLAGS.tensorboard, strict=FLAGS.strict, overwrite=FLAGS.overwrite,
-                        max_frame_pixels=FLAGS.max_frame_pixels or MAX_FRAME_PIXELS, data_service=FLAGS.data_service)
+        data, output, sampling, recipe, distribution = _records()
+        history = train(FLAGS.model, data, output, sampling=sampling, recipe=recipe, distribution=distribution)
     except BadVideoError as error:  # --strict
         raise CommandError(f"--train/--val: {error}", code=EXIT_BAD_INPUT) from None
     except TrainingDiverged as error:
@@ -101,7 +112,7 @@ def main(argv):
         raise CommandError(str(error)) from None
     if history is None:  # the run had already completed --epochs; train() said so
         return 0
-    print(f"done: {FLAGS.epochs} epochs; model at {os.path.join(FLAGS.output, 'last.keras')}")
+    print(f"done: {FLAGS.epochs} epochs; model at {os.path.join(FLAGS.output, LAST_MODEL_FILE)}")
     return 0
 
 

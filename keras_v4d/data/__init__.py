@@ -2,17 +2,8 @@
 
 from keras_v4d.data.frame_indices import segment_indices, unit_span
 from keras_v4d.data.frame_size import MAX_FRAME_PIXELS
-from keras_v4d.data.pipeline import (
-    BadVideoError,
-    SkipLog,
-    VideoDataset,
-    bad_video_message,
-    count_tfrecords,
-    load_video_views,
-    read_video_units,
-    single_view,
-    video_dataset,
-)
+from keras_v4d.data.options import DataOptions, VideoDatasetInfo
+from keras_v4d.data.pipeline import count_tfrecords, load_video_views, read_video_units, single_view, video_dataset
 from keras_v4d.data.service import (
     DataServiceError,
     ServiceReader,
@@ -21,6 +12,7 @@ from keras_v4d.data.service import (
     start_dispatcher,
     start_worker,
 )
+from keras_v4d.data.skip_log import BadVideoError, SkipLog, bad_video_message
 from keras_v4d.data.sources import (
     RawFrames,
     TFRecordFiles,
@@ -42,8 +34,8 @@ from keras_v4d.data.video_io import (
 )
 
 __all__ = [
-    "MAX_FRAME_PIXELS", "BadVideoError", "DataServiceError", "RawFrames", "ServiceReader",
-    "SkipLog", "TFRecordFiles", "VideoDataset", "VideoFiles",
+    "MAX_FRAME_PIXELS", "BadVideoError", "DataOptions", "DataServiceError", "RawFrames", "ServiceReader",
+    "SkipLog", "TFRecordFiles", "VideoDatasetInfo", "VideoFiles",
     "VideoReadError",
     "bad_video_message", "count_frames", "count_tfrecords", "encode_example", "eval_transform", "load_video_views",
     "normalize_imagenet", "parse_example", "read_all_frames", "read_annotations", "read_class_folders",

@@ -6,6 +6,8 @@ segment. V4D needs one *unit* of T frames at stride τ per section, so this samp
 
 import tensorflow as tf
 
+from keras_v4d.records.sampling import check_positive_int
+
 
 def unit_span(frames_per_unit, stride):
     """Number of frames one action unit covers: ``(T - 1)·τ + 1``."""
@@ -33,8 +35,7 @@ def segment_indices(num_frames, num_units, frames_per_unit, stride, training, se
         int32 tensor ``(U, T)``.
     """
     for value, name in ((num_units, "num_units"), (frames_per_unit, "frames_per_unit"), (stride, "stride")):
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"segment_indices: `{name}` must be a positive int, got {value!r}.")
+        check_positive_int(value, name, "segment_indices")
     n = tf.cast(num_frames, tf.int32)
     bounds = (tf.range(num_units + 1, dtype=tf.int32) * n) // num_units
     first, end = bounds[:-1], bounds[1:]

@@ -8,130 +8,28 @@ Damaged data never stops a run (unless ``strict``) and is never lost without a t
 sample that cannot be used is counted in the pipeline's ``SkipLog`` with its name and reason, every
 partly decodable video that was used is recorded there as *repaired*.
 
-``video_dataset`` returns a ``VideoDataset``: the ``tf.data.Dataset`` and what travels with it
-(the skip log, the class names, the number of videos), which no ``.map()`` can drop.
+``video_dataset`` returns the ``tf.data.Dataset`` itself (``model.fit`` takes it); with
+``with_info=True`` also a ``VideoDatasetInfo``: the skip log, the class names, the number of videos.
 """
 
 import concurrent.futures
-import dataclasses
 import logging
-import threading
 
 import numpy as np
 import tensorflow as tf
 
 from keras_v4d.data.frame_indices import segment_indices
-from keras_v4d.data.frame_size import (
-    MAX_FRAME_PIXELS,
-    check_max_frame_pixels,
-    encoded_frame_size,
-    frame_size_error,
-    frame_size_of,
-)
-from keras_v4d.data.sources import (
-    DEFAULT_FRAME_TEMPLATE,
-    RawFrames,
-    TFRecordFiles,
-    parse_frame_template,
-    resolve_source,
-)
+from keras_v4d.data.frame_size import MAX_FRAME_PIXELS, encoded_frame_size, frame_size_error, frame_size_of
+from keras_v4d.data.options import DEFAULT_OPTIONS, VideoDatasetInfo, record_argument
+from keras_v4d.data.skip_log import INT32_LABELS, BadVideoError, SkipLog, check_labels, label_problem
+from keras_v4d.data.sources import RawFrames, TFRecordFiles, parse_frame_template, resolve_source
 from keras_v4d.data.tfrecord import parse_example, scan_shard
 from keras_v4d.data.transforms import eval_transform, train_transform
 from keras_v4d.data.video_io import VideoReadError, read_rawframe_folder, sample_video
-from keras_v4d.records.sampling import DEFAULT_SAMPLING
+from keras_v4d.records.sampling import DEFAULT_SAMPLING, check_positive_int
 
 logger = logging.getLogger("keras_v4d.data")
 AUTOTUNE = tf.data.AUTOTUNE
-
-
-class BadVideoError(ValueError):
-    """A sample that cannot be used; the message names the video."""
-
-
-class SkipLog:
-    """Counts and logs what a pipeline skipped or repaired, with the video (or shard) and why.
-
-    ``entries``: ``(video, reason)`` for every sample skipped (a damaged TFRecord shard is one
-    entry named by the shard's path). ``repaired``: ``(video, frames_decoded, frames_claimed)`` for
-    every partly decodable video that was re-sampled over its decodable frames and used. Each
-    pass over the dataset (epoch) logs again what it meets. In strict mode ``reject`` raises
-    ``BadVideoError`` instead of skipping (a repair is not an error and never raises).
-    """
-
-    def __init__(self, strict=False):
-        self.strict = strict
-        self.entries = []
-        self.repaired = []
-        self._lock = threading.Lock()
-
-    @property
-    def count(self):
-        return len(self.entries)
-
-    def counts(self):
-        with self._lock:
-            return {"skipped": len(self.entries), "repaired": len(self.repaired)}
-
-    def reject(self, video, reason):
-        message = f"{video}: {reason}"
-        if self.strict:
-            raise BadVideoError(message)
-        with self._lock:
-            self.entries.append((video, reason))
-            count = len(self.entries)
-        logger.warning("skipped %s (%d skipped so far)", message, count)
-
-    def repair(self, video, decoded, claimed):
-        with self._lock:
-            self.repaired.append((video, int(decoded), int(claimed)))
-        logger.warning("repaired %s: only %d of the %d frames it claims decode; units sampled over those",
-                       video, decoded, claimed)
-
-    def rows(self):
-        """``(skipped, repaired)``: lists of ``(video, reason)`` so far."""
-        with self._lock:
-            entries, repaired = list(self.entries), list(self.repaired)
-        return ([(str(video), str(reason)) for video, reason in entries],
-                [(str(video), f"only {decoded} of the {claimed} frames it claims decode; units sampled over those")
-                 for video, decoded, claimed in repaired])
-
-    def summary(self):
-        with self._lock:
-            entries, repaired = list(self.entries), list(self.repaired)
-        text = f"{len(entries)} video(s) skipped, {len(repaired)} repaired"
-        text += "".join(f"\n  {v}: {r}" for v, r in entries)
-        if repaired:
-            text += "\n  repaired (frames decoded / claimed):"
-            text += "".join(f"\n  {v}: {d} / {c}" for v, d, c in repaired)
-        return text
-
-
-def bad_video_message(error):
-    """The message of a ``BadVideoError`` raised inside a ``tf.data`` pipeline (TensorFlow wraps it in
-    an ``OpError`` followed by a node trace), or ``None`` when ``error`` is not one."""
-    text = str(error)
-    if "BadVideoError" not in text and type(error).__name__ != "BadVideoError":
-        return None
-    message = text.split("BadVideoError: ")[-1].strip()
-    return message.split("\n")[0].split(" [[{{node")[0].strip() or text
-
-
-@dataclasses.dataclass
-class VideoDataset:
-    """A pipeline of ``video_dataset`` and what is known about it without decoding.
-
-    Attributes:
-        dataset: the ``tf.data.Dataset`` (elements: see ``video_dataset``).
-        skip_log: the ``SkipLog`` of what was skipped or repaired and why, filled as it is read.
-        class_names: the source's class names (``None`` when it names none).
-        num_videos: the videos the source holds (list entries whose label is in range, or
-            TFRecord records counted from the shards' framing; ``None`` if a shard cannot be read).
-    """
-
-    dataset: tf.data.Dataset
-    skip_log: SkipLog
-    class_names: list | None
-    num_videos: int | None
 
 
 def read_video_units(path, num_units, frames_per_unit, stride, training=False, skip_log=None, seed=None,
@@ -145,25 +43,35 @@ def read_video_units(path, num_units, frames_per_unit, stride, training=False, s
     """
     frames, repair = sample_video(path, num_units, frames_per_unit, stride, training, seed, max_frame_pixels)
     if repair is not None:
-        if skip_log is not None:
-            skip_log.repair(path, *repair)
-        else:
-            logger.warning("repaired %s: only %d of the %d frames it claims decode; units sampled over those",
-                           path, *repair)
+        (skip_log if skip_log is not None else SkipLog()).repair(path, *repair)  # no log: the warning alone
     return frames
 
 
-def load_video_views(path, num_units=DEFAULT_SAMPLING.test_num_units, frames_per_unit=DEFAULT_SAMPLING.frames_per_unit,
-                     stride=DEFAULT_SAMPLING.stride, crop_size=DEFAULT_SAMPLING.test_crop,
-                     short_side=DEFAULT_SAMPLING.short_side, num_crops=DEFAULT_SAMPLING.test_num_crops,
-                     skip_log=None, max_frame_pixels=MAX_FRAME_PIXELS):
-    """One video file as evaluation views ``(num_crops, U, T, S, S, 3)`` float32 (centred units,
-    the same preprocessing as ``video_dataset(training=False)``). Raises ``VideoReadError``;
-    a partly decodable file is repaired (see ``read_video_units``)."""
-    frames = read_video_units(path, num_units, frames_per_unit, stride, skip_log=skip_log,
+def load_video_views(path, sampling=None, *, skip_log=None, max_frame_pixels=MAX_FRAME_PIXELS):
+    """One video file as evaluation views ``(V, U_infer, T, S, S, 3)`` float32, sampled by the test
+    protocol of ``sampling`` (default ``DEFAULT_SAMPLING``) as ``video_dataset(training=False)`` samples
+    it. Raises ``VideoReadError``; a partly decodable file is repaired (see ``read_video_units``)."""
+    sampling = record_argument(sampling, DEFAULT_SAMPLING, "load_video_views", "sampling")
+    units, frames_per_unit, stride = sample_arguments(sampling, training=False)
+    frames = read_video_units(path, units, frames_per_unit, stride, skip_log=skip_log,
                               max_frame_pixels=max_frame_pixels)
-    views = eval_transform(tf.convert_to_tensor(frames), crop_size, short_side, num_crops)
-    return tf.reshape(views, (num_crops, num_units, frames_per_unit, crop_size, crop_size, 3))
+    views = eval_transform(tf.convert_to_tensor(frames), sampling.test_crop, sampling.short_side,
+                           sampling.test_num_crops)
+    return tf.reshape(views, sample_shape(sampling, training=False))
+
+
+def sample_arguments(sampling, training):
+    """``(U, T, τ)`` of ``sampling`` for a training (U_train) or an evaluation (U_infer) sample."""
+    units = sampling.train_units if training else sampling.test_num_units
+    return units, sampling.frames_per_unit, sampling.stride
+
+
+def sample_shape(sampling, training):
+    """One sample's shape: ``(U, T, S, S, 3)`` in training, ``(V, U_infer, T, S, S, 3)`` in evaluation."""
+    units, frames_per_unit, _ = sample_arguments(sampling, training)
+    if training:
+        return (units, frames_per_unit, sampling.crop_size, sampling.crop_size, 3)
+    return (sampling.test_num_crops, units, frames_per_unit, sampling.test_crop, sampling.test_crop, 3)
 
 
 def _decode_jpegs(jpegs):
@@ -209,32 +117,6 @@ def _units(num_frames, sample_args, training, sample_seed, seeded):
     return segment_indices(num_frames, *sample_args, training, seed=seed)
 
 
-_INT32_LABELS = 2**31  # labels travel as int32: a larger one would wrap around to another class
-
-
-def _label_problem(label, num_classes):
-    """Why ``label`` is no class index (outside ``[0, num_classes)``, or beyond int32), or None."""
-    if num_classes is not None and not 0 <= label < num_classes:
-        return f"label {label} outside [0, {num_classes})"
-    if not 0 <= label < _INT32_LABELS:
-        return f"label {label} outside [0, {_INT32_LABELS - 1}], the int32 range of class indices"
-    return None
-
-
-def _check_labels(videos, num_classes, skip_log):
-    keep = []
-    counts = getattr(videos, "num_frames", None)
-    for i, label in enumerate(videos.labels):
-        problem = _label_problem(label, num_classes)
-        if problem is not None:
-            skip_log.reject(videos.ids[i], problem)
-        elif counts is not None and counts[i] < 1:
-            skip_log.reject(videos.ids[i], f"total_frames is {counts[i]}: the folder has no frames to sample")
-        else:
-            keep.append(i)
-    return keep
-
-
 def _listed(videos, keep, columns, training, seed):
     if not keep:
         raise ValueError("video_dataset: no usable videos (every entry was rejected)")
@@ -249,8 +131,9 @@ def _listed(videos, keep, columns, training, seed):
     return dataset
 
 
-def _from_video_files(videos, num_classes, training, sample_args, skip_log, seed, max_frame_pixels):
-    keep = _check_labels(videos, num_classes, skip_log)
+def _from_video_files(videos, num_classes, training, sample_args, skip_log, options):
+    seed, max_frame_pixels = options.seed, options.max_frame_pixels
+    keep = check_labels(videos, num_classes, skip_log)
     dataset = _listed(videos, keep, (videos.paths, videos.labels, videos.ids), training, seed)
     num_units, frames_per_unit, stride = sample_args
     empty = np.zeros((num_units * frames_per_unit, 1, 1, 3), np.uint8)
@@ -293,8 +176,9 @@ def _diagnose_rawframes(videos, i, max_frame_pixels):
     return f"frames in {videos.dirs[i]} could not be read (they can now: a transient error?)"
 
 
-def _from_rawframes(videos, num_classes, training, sample_args, skip_log, seed, max_frame_pixels):
-    keep = _check_labels(videos, num_classes, skip_log)
+def _from_rawframes(videos, num_classes, training, sample_args, skip_log, options):
+    seed, max_frame_pixels = options.seed, options.max_frame_pixels
+    keep = check_labels(videos, num_classes, skip_log)
     dataset = _listed(videos, keep, (videos.dirs, videos.num_frames, videos.labels, videos.ids,
                                      list(range(len(videos)))), training, seed)
     num_units, frames_per_unit, stride = sample_args
@@ -360,7 +244,8 @@ def count_tfrecords(files, workers=16):
         return None
 
 
-def _from_tfrecords(records, num_classes, training, sample_args, skip_log, shuffle_buffer, seed, max_frame_pixels):
+def _from_tfrecords(records, num_classes, training, sample_args, skip_log, options):
+    seed, max_frame_pixels = options.seed, options.max_frame_pixels
     if not records.files:
         raise ValueError("video_dataset: the TFRecord source has no files")
     num_units, frames_per_unit, stride = sample_args
@@ -389,9 +274,9 @@ def _from_tfrecords(records, num_classes, training, sample_args, skip_log, shuff
         last, lambda: tf.py_function(check, [path, index], Tout=tf.bool), lambda: tf.constant(True)))
     dataset = dataset.map(lambda record, path, index, last: (record, path, index))
     if training:
-        dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+        dataset = dataset.shuffle(options.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     # The labels are compared as int64, as stored: a label beyond int32 would wrap around to another class.
-    upper = tf.constant(num_classes if num_classes is not None else _INT32_LABELS, tf.int64)
+    upper = tf.constant(num_classes if num_classes is not None else INT32_LABELS, tf.int64)
     empty = tf.zeros((num_units * frames_per_unit, 1, 1, 3), tf.uint8)
     OK, NO_FRAMES, BAD_LABEL, UNREADABLE = 0, 1, 2, 3
 
@@ -424,7 +309,7 @@ def _from_tfrecords(records, num_classes, training, sample_args, skip_log, shuff
         if status == NO_FRAMES:
             skip_log.reject(video_id, f"the video has no frames ({where})")
         elif status == BAD_LABEL:
-            skip_log.reject(video_id, f"{_label_problem(int(label.numpy()), num_classes)} ({where})")
+            skip_log.reject(video_id, f"{label_problem(int(label.numpy()), num_classes)} ({where})")
         else:
             video_id, reason = _diagnose_record(record.numpy(), path, index, max_frame_pixels)
             skip_log.reject(video_id, reason)
@@ -468,108 +353,72 @@ def _diagnose_record(record, path, index, max_frame_pixels):
     return video_id, f"its frames could not be decoded (a transient error?) ({where})"
 
 
-def video_dataset(source, *, training, num_units=None, frames_per_unit=DEFAULT_SAMPLING.frames_per_unit,
-                  stride=DEFAULT_SAMPLING.stride, crop_size=None, batch_size=8, num_classes=None,
-                  short_side=DEFAULT_SAMPLING.short_side, num_crops=None, root=None,
-                  class_names=None, strict=None, shuffle_buffer=256, seed=None, drop_remainder=None,
-                  area_range=(0.25, 1.0), source_format=None, frame_template=DEFAULT_FRAME_TEMPLATE,
-                  frame_start=1, max_frame_pixels=MAX_FRAME_PIXELS):
-    """A ``VideoDataset``: a ``tf.data.Dataset`` of whole-video samples with U action units each (V4D §3.1).
+def video_dataset(source, sampling=None, *, training, batch_size=8, num_classes=None, options=None,
+                  with_info=False):
+    """A ``tf.data.Dataset`` of whole-video samples with U action units each (V4D §3.1).
 
     Args:
         source: an annotation list of video files (``path label`` per line), a rawframe list
             (``frame_dir total_frames label`` per line, TSN / MMAction2 / official V4D), a folder
-            per class, a folder or glob of TFRecord shards, a list of TFRecord files, or a
-            ``VideoFiles`` / ``RawFrames`` / ``TFRecordFiles`` object.
-        source_format: ``"videos"``, ``"rawframes"`` or ``"tfrecord"`` to say what ``source`` is;
-            None recognises it (a list is rawframes when its first entry has three fields, the
-            middle one an int, and does not name a video file).
-        frame_template, frame_start: rawframes: frame file names (``str.format`` or ``%``
-            template) and the number of the first frame (TSN and MMAction2: ``img_{:05d}.jpg``
-            from 1).
-        training: training mode (random unit offsets, shuffling, multi-scale random crop,
-            flip) or evaluation (centred units, ``num_crops`` fixed crops).
-        num_units, frames_per_unit, stride: U, T, τ of the sampler (U default: ``VideoSampling``'s
-            ``train_units`` in training, ``test_num_units`` in evaluation).
-        crop_size: output spatial size (default: ``VideoSampling``'s training crop, or its test crop:
-            the short side, for the papers' fully convolutional testing).
-        batch_size: videos per batch (training drops the last partial batch by default, so every
-            replica's batch holds whole videos).
-        num_classes: labels outside ``[0, num_classes)`` are bad samples; defaults to the number of
-            class names when known.
-        short_side: frames are resized so that their short side is this before cropping.
-        num_crops: evaluation only: 1 (centre) or 3 (covering the long side); default ``VideoSampling``'s.
-        area_range: training only: range of the random crop's area, as a fraction of the frame.
-        root, class_names: for annotation lists: path root and class names (list or file).
-        strict: raise ``BadVideoError`` naming the video (or shard) at the first bad sample instead
-            of skipping it; defaults to ``not training``. With ``strict=False`` evaluation yields
-            every readable video and lists the others in ``skip_log.entries``.
-        max_frame_pixels: a video whose frames have more pixels (width × height, read from the
-            video's stream header, or each sampled frame file's or record frame's JPEG header, before
-            anything is decoded) is a bad sample, not decoded; None: no limit. Default
-            ``MAX_FRAME_PIXELS`` (4096², every 4K format in either orientation).
-        seed: makes shuffling, the training units' offsets and the random crops and flips
-            reproducible (for video files and rawframes the same seed and list give the same units
-            for each video in each epoch; the parallel stages then keep their order, so batches
-            are reproducible too).
-    Bad samples (unreadable files or folders, missing or undecodable frames, frames over
-    ``max_frame_pixels``, labels out of range (or beyond int32),
-    undecodable TFRecord records, damaged shards — logged with the shard's path and how many
-    records were read before the damage) are skipped, counted and logged; partly decodable video
-    files are sampled over the frames that decode and recorded as repaired.
+            per class, a folder or glob of TFRecord shards, a list of TFRecord files, or what
+            ``resolve_source`` makes of one (to give a list's root, class names, format or frame
+            template).
+        sampling: the ``VideoSampling`` (default ``DEFAULT_SAMPLING``). Training reads ``train_units``,
+            ``frames_per_unit``, ``stride``, ``short_side``, ``crop_size``, ``area_range`` (random unit
+            offsets, shuffling, multi-scale random crop, flip); evaluation reads ``test_num_units``,
+            ``frames_per_unit``, ``stride``, ``short_side``, ``test_crop``, ``test_num_crops``
+            (centred units, fixed crops).
+        training: training or evaluation mode.
+        batch_size: videos per batch (training drops the last partial batch unless ``options`` say not).
+        num_classes: labels outside ``[0, num_classes)`` are bad samples; default: the number of the
+            source's class names when known.
+        options: ``DataOptions`` (seed, shuffle buffer, strictness, frame-size limit, partial batches).
+        with_info: also return a ``VideoDatasetInfo`` (skip log, class names, number of videos).
+    Bad samples are skipped, counted in the skip log and logged (``strict``: ``BadVideoError`` naming
+    the first); partly decodable video files are sampled over the frames that decode and recorded as
+    repaired.
     Returns:
-        Training: elements ``(videos (B, U, T, S, S, 3) float32, labels (B,) int32)``.
-        Evaluation: ``(views (B, V, U, T, S, S, 3), labels (B,), video_ids (B,) string)`` with
-        V = ``num_crops`` views per video (see ``single_view`` for ``model.evaluate``).
-        These are the elements of the ``VideoDataset``'s ``dataset``; beside it travel its
-        ``skip_log`` (what was skipped or repaired and why), ``class_names`` and ``num_videos``
-        (known without decoding any video: for steps per epoch).
+        The dataset; with ``with_info``, ``(dataset, info)``. Training elements: ``(videos (B, U, T, S,
+        S, 3) float32, labels (B,) int32)``; evaluation: ``(views (B, V, U_infer, T, S, S, 3), labels
+        (B,), video ids (B,) string)`` (see ``single_view`` for ``model.evaluate``).
     """
-    if num_units is None:
-        num_units = DEFAULT_SAMPLING.train_units if training else DEFAULT_SAMPLING.test_num_units
-    if crop_size is None:
-        crop_size = DEFAULT_SAMPLING.crop_size if training else min(DEFAULT_SAMPLING.test_crop, short_side)
-    if num_crops is None:
-        num_crops = 1 if training else DEFAULT_SAMPLING.test_num_crops
-    if crop_size > short_side:
-        raise ValueError(f"video_dataset: `crop_size`={crop_size} is larger than `short_side`={short_side}.")
-    if training and num_crops != 1:
-        raise ValueError(f"video_dataset: `num_crops`={num_crops} applies to evaluation only.")
-    for value, name in ((batch_size, "batch_size"), (num_units, "num_units"),
-                        (frames_per_unit, "frames_per_unit"), (stride, "stride")):
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"video_dataset: `{name}` must be a positive int, got {value!r}.")
-    check_max_frame_pixels(max_frame_pixels, "video_dataset: `max_frame_pixels`")
-    resolved = resolve_source(source, root, class_names, source_format, frame_template, frame_start)
+    sampling = record_argument(sampling, DEFAULT_SAMPLING, "video_dataset", "sampling")
+    options = record_argument(options, DEFAULT_OPTIONS, "video_dataset", "options")
+    check_positive_int(batch_size, "batch_size", "video_dataset")
+    resolved = resolve_source(source)
     if num_classes is None and resolved.class_names:
         num_classes = len(resolved.class_names)
-    skip_log = SkipLog(strict=not training if strict is None else strict)
-    sample_args = (num_units, frames_per_unit, stride)
-    if isinstance(resolved, TFRecordFiles):
-        dataset, num_videos = _from_tfrecords(resolved, num_classes, training, sample_args, skip_log, shuffle_buffer,
-                                              seed, max_frame_pixels)
-    else:
-        build = _from_rawframes if isinstance(resolved, RawFrames) else _from_video_files
-        dataset, num_videos = build(resolved, num_classes, training, sample_args, skip_log, seed, max_frame_pixels)
+    skip_log = SkipLog(strict=options.is_strict(training))
+    sample_args = sample_arguments(sampling, training)
+    build = {TFRecordFiles: _from_tfrecords, RawFrames: _from_rawframes}.get(type(resolved), _from_video_files)
+    dataset, num_videos = build(resolved, num_classes, training, sample_args, skip_log, options)
+    dataset = _transformed(dataset, sampling, training, options.seed)
+    dataset = dataset.batch(batch_size, drop_remainder=options.drops_remainder(training)).prefetch(AUTOTUNE)
+    if with_info:
+        return dataset, VideoDatasetInfo(skip_log, resolved.class_names, num_videos)
+    return dataset
 
+
+def _transformed(dataset, sampling, training, seed):
+    """Decoded frames ``(U·T, H, W, 3)`` → training samples ``(videos, labels)`` or evaluation views
+    ``(views, labels, ids)``; with ``seed`` the crops and flips, like the units, come from a seeded stream."""
+    shape = sample_shape(sampling, training)
     if training:
         def transform(frames, label, video_id, augment_seed=None):
-            frames = train_transform(frames, crop_size, short_side, area_range=area_range, seed=augment_seed)
-            return tf.reshape(frames, (num_units, frames_per_unit, crop_size, crop_size, 3)), label
+            frames = train_transform(frames, sampling.crop_size, sampling.short_side, sampling.area_range,
+                                     seed=augment_seed)
+            return tf.reshape(frames, shape), label
 
-        if seed is not None:  # the crops and flips, like the units, are drawn from a seeded stream
+        if seed is not None:
             augment_seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
             dataset = tf.data.Dataset.zip(dataset, augment_seeds).map(
                 lambda element, augment_seed: (*element, tf.stack([augment_seed, tf.constant(1, tf.int64)])))
     else:
         def transform(frames, label, video_id):
-            views = eval_transform(frames, crop_size, short_side, num_crops)
-            return tf.reshape(views, (num_crops, num_units, frames_per_unit, crop_size, crop_size, 3)), label, video_id
+            views = eval_transform(frames, sampling.test_crop, sampling.short_side, sampling.test_num_crops)
+            return tf.reshape(views, shape), label, video_id
 
-    dataset = dataset.map(transform, num_parallel_calls=AUTOTUNE, deterministic=not training or seed is not None)
-    dataset = dataset.batch(batch_size, drop_remainder=training if drop_remainder is None else drop_remainder)
-    dataset = dataset.prefetch(AUTOTUNE)
-    return VideoDataset(dataset, skip_log, resolved.class_names, num_videos)
+    return dataset.map(transform, num_parallel_calls=AUTOTUNE, deterministic=not training or seed is not None)
 
 
 def single_view(dataset):

@@ -31,12 +31,13 @@ import numpy as np
 import tensorflow as tf
 
 from keras_v4d._compat import cancellable_iterator, register_py_callback
-from keras_v4d.data.frame_size import MAX_FRAME_PIXELS, check_max_frame_pixels
-from keras_v4d.data.pipeline import SkipLog, VideoDataset, _check_labels
+from keras_v4d.data.options import DEFAULT_OPTIONS, VideoDatasetInfo, record_argument
+from keras_v4d.data.pipeline import sample_arguments, sample_shape
+from keras_v4d.data.skip_log import SkipLog, check_labels
 from keras_v4d.data.sources import VideoFiles, resolve_source
 from keras_v4d.data.transforms import train_transform
 from keras_v4d.data.video_io import VideoReadError, sample_video
-from keras_v4d.records.sampling import DEFAULT_SAMPLING
+from keras_v4d.records.sampling import DEFAULT_SAMPLING, check_positive_int
 
 logger = logging.getLogger("keras_v4d.data")
 AUTOTUNE = tf.data.AUTOTUNE
@@ -84,7 +85,7 @@ def video_token(videos):
 
 
 def _video_files(source, root, class_names, name):
-    resolved = resolve_source(source, root, class_names)
+    resolved = resolve_source(source, root, class_names)  # a resolved source comes back as it is
     if not isinstance(resolved, VideoFiles):
         raise ValueError(f"{name}: the tf.data service serves video files (a `path label` list or class "
                          f"folders); {source!r} is {type(resolved).__name__}, decoded with TensorFlow ops in the "
@@ -146,34 +147,30 @@ class ServiceReader:
     counts by index what arrived. ``lost`` lists the videos of the last complete pass that no worker
     delivered (a worker stopped while it held them); skipped and repaired videos go to ``skip_log``."""
 
-    def __init__(self, address, videos, keep, sample_args, crop_size, short_side, area_range, batch_size, skip_log,
-                 max_frame_pixels, timeout=WAIT_SECONDS, stall=STALL_SECONDS):
+    def __init__(self, address, videos, keep, sampling, batch_size, skip_log, options=DEFAULT_OPTIONS,
+                 timeout=WAIT_SECONDS, stall=STALL_SECONDS):
         self.address, self.videos, self.keep, self.skip_log = address, videos, np.asarray(keep, np.int32), skip_log
         self.token, self.timeout, self.stall, self.lost = video_token(videos), timeout, stall, []
-        self._sample_args, self._transform_args = sample_args, (crop_size, short_side, area_range)
-        self._max_frame_pixels = -1 if max_frame_pixels is None else int(max_frame_pixels)
+        self.sampling = sampling
+        self._max_frame_pixels = -1 if options.max_frame_pixels is None else int(options.max_frame_pixels)
         self._random, self._iterations = np.random.default_rng(), set()
-        num_units, frames_per_unit, _ = sample_args
-        spec = (tf.TensorSpec((num_units, frames_per_unit, crop_size, crop_size, 3), tf.float32),
-                tf.TensorSpec((), tf.int32))
+        self._shape = sample_shape(sampling, training=True)
+        spec = (tf.TensorSpec(self._shape, tf.float32), tf.TensorSpec((), tf.int32))
         self.dataset = tf.data.Dataset.from_generator(self._epoch, output_signature=spec).batch(
-            batch_size, drop_remainder=True).prefetch(AUTOTUNE)
+            batch_size, drop_remainder=options.drops_remainder(True)).prefetch(AUTOTUNE)
 
     def _epoch_dataset(self, order):
         """One epoch's job: the indices in ``order``, split among the workers, each decoded there."""
-        num_units, frames_per_unit, stride = self._sample_args
-        crop_size, short_side, area_range = self._transform_args
-        settings = [tf.constant(v, tf.int32) for v in self._sample_args] + [tf.constant(self._max_frame_pixels,
-                                                                                        tf.int64)]
-        token = self.token
+        sampling, token, shape = self.sampling, self.token, self._shape
+        sample_args = sample_arguments(sampling, training=True)
+        settings = [tf.constant(v, tf.int32) for v in sample_args] + [tf.constant(self._max_frame_pixels, tf.int64)]
 
         def decode(index):
             frames, label, video_id, reason, decoded, claimed = tf.raw_ops.EagerPyFunc(
                 input=[index, *settings], token=token, Tout=list(_OUTPUTS))
-            frames.set_shape((num_units * frames_per_unit, None, None, 3))
-            shape = (num_units, frames_per_unit, crop_size, crop_size, 3)
+            frames.set_shape((sample_args[0] * sample_args[1], None, None, 3))
             video = tf.cond(tf.equal(reason, ""), lambda: tf.reshape(train_transform(
-                frames, crop_size, short_side, area_range=area_range), shape), lambda: tf.zeros(shape))
+                frames, sampling.crop_size, sampling.short_side, sampling.area_range), shape), lambda: tf.zeros(shape))
             return video, tf.reshape(label, ()), index, tf.reshape(reason, ()), decoded, claimed
 
         dataset = tf.data.Dataset.from_tensor_slices(order).map(decode, num_parallel_calls=AUTOTUNE,
@@ -299,38 +296,30 @@ class _Iteration:
             self.thread.join(wait)
 
 
-def service_video_dataset(address, source, *, batch_size=8, num_classes=None, num_units=None,
-                          frames_per_unit=DEFAULT_SAMPLING.frames_per_unit, stride=DEFAULT_SAMPLING.stride,
-                          crop_size=None, short_side=DEFAULT_SAMPLING.short_side, area_range=(0.25, 1.0),
-                          root=None, class_names=None, strict=False, max_frame_pixels=MAX_FRAME_PIXELS,
+def service_video_dataset(address, source, sampling=None, *, batch_size=8, num_classes=None, options=None,
                           timeout=WAIT_SECONDS, stall=STALL_SECONDS):
-    """``video_dataset(source, training=True, ...)`` read from the tf.data service at ``address``.
+    """``video_dataset(source, sampling, training=True, ...)`` read from the tf.data service at ``address``.
 
-    Returns ``(VideoDataset, ServiceReader)``: the same elements ``(videos, labels)`` and skip log as
-    the local pipeline, decoded and augmented by the workers serving ``source``; each pass (epoch) is a
-    new permutation of the list, every video read once unless a worker stops holding it (then it is
-    listed in ``reader.lost`` for that pass). ``timeout``: seconds to wait for an epoch's first video
-    before ``DataServiceError``; ``stall``: seconds without a video after which an epoch ends. Raises
-    ``ValueError`` naming the argument at fault, ``DataServiceError`` when no dispatcher answers at
-    ``address`` within ``CONNECT_SECONDS``.
+    Returns ``(dataset, info, reader)``: the dataset of the same elements ``(videos, labels)`` as the
+    local pipeline, decoded and augmented by the workers serving ``source``, its ``VideoDatasetInfo``
+    and the ``ServiceReader``. Each pass (epoch) is a new permutation of the list, every video read
+    once unless a worker stops holding it (then it is listed in ``reader.lost`` for that pass).
+    ``options``: ``DataOptions``; the service reads ``strict``, ``max_frame_pixels`` and
+    ``drop_remainder`` (the order is the service's). ``timeout``: seconds to wait for an epoch's first
+    video before ``DataServiceError``; ``stall``: seconds without a video after which an epoch ends.
+    Raises ``ValueError`` naming the argument at fault, ``DataServiceError`` when no dispatcher answers
+    at ``address`` within ``CONNECT_SECONDS``.
     """
     address = service_address(address)
-    num_units = num_units or DEFAULT_SAMPLING.train_units
-    crop_size = crop_size or DEFAULT_SAMPLING.crop_size
-    for value, name in ((batch_size, "batch_size"), (num_units, "num_units"), (frames_per_unit, "frames_per_unit"),
-                        (stride, "stride")):
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"service_video_dataset: `{name}` must be a positive int, got {value!r}.")
-    if crop_size > short_side:
-        raise ValueError(f"service_video_dataset: `crop_size`={crop_size} is larger than `short_side`={short_side}.")
-    check_max_frame_pixels(max_frame_pixels, "service_video_dataset: `max_frame_pixels`")
-    videos = _video_files(source, root, class_names, "data_service")
+    sampling = record_argument(sampling, DEFAULT_SAMPLING, "service_video_dataset", "sampling")
+    options = record_argument(options, DEFAULT_OPTIONS, "service_video_dataset", "options")
+    check_positive_int(batch_size, "batch_size", "service_video_dataset")
+    videos = _video_files(source, None, None, "data_service")
     num_classes = num_classes or (len(videos.class_names) if videos.class_names else None)
-    skip_log = SkipLog(strict=strict)
-    keep = _check_labels(videos, num_classes, skip_log)
+    skip_log = SkipLog(strict=options.is_strict(training=True))
+    keep = check_labels(videos, num_classes, skip_log)
     if not keep:
         raise ValueError("service_video_dataset: no usable videos (every entry was rejected)")
     check_dispatcher(address)
-    reader = ServiceReader(address, videos, keep, (num_units, frames_per_unit, stride), crop_size, short_side,
-                           area_range, batch_size, skip_log, max_frame_pixels, timeout, stall)
-    return VideoDataset(reader.dataset, skip_log, videos.class_names, len(keep)), reader
+    reader = ServiceReader(address, videos, keep, sampling, batch_size, skip_log, options, timeout, stall)
+    return reader.dataset, VideoDatasetInfo(skip_log, videos.class_names, len(keep)), reader

@@ -28,10 +28,10 @@ def _stateless_crop_resize(frames, crop_size, num_frames, aspect_ratio, area_ran
     return frames
 
 
-def train_transform(frames, crop_size, short_side=256, area_range=(0.25, 1.0),
-                    aspect_ratio=(0.75, 4 / 3), seed=None):
+def train_transform(frames, crop_size, short_side, area_range, aspect_ratio=(0.75, 4 / 3), seed=None):
     """Short side → ``short_side``, multi-scale random crop resized to ``crop_size``, random flip.
 
+    ``area_range``: the crop's area as a fraction of the frame (a ``VideoSampling``'s ``area_range``).
     One crop and one flip for all frames of the video, so units stay spatially aligned.
     ``seed``: None draws the crop and the flip with the Model Garden's (stateful) ops; an int or a
     shape-[2] int tensor draws both with stateless ops, so the same seed gives the same crop and flip.
@@ -52,7 +52,7 @@ def train_transform(frames, crop_size, short_side=256, area_range=(0.25, 1.0),
     return normalize_imagenet(frames)
 
 
-def eval_transform(frames, crop_size, short_side=256, num_crops=1):
+def eval_transform(frames, crop_size, short_side, num_crops=1):
     """Short side → ``short_side``; 1 centre crop or 3 crops covering the long side.
 
     Returns float32 ``(num_crops, frames, crop_size, crop_size, 3)``, ImageNet-normalised.

@@ -361,15 +361,42 @@ def read_frames(path, indices, max_frame_pixels=MAX_FRAME_PIXELS):
         raise VideoReadError(f"{path}: no frame indices requested")
     if indices.min() < 0:
         raise VideoReadError(f"{path}: negative frame index {int(indices.min())} requested")
-    wanted = set(indices.tolist())
-    found, decoded, error = _decode_wanted(path, wanted, int(indices.max()), max_frame_pixels)
-    if not wanted <= found.keys():  # damaged: try again on one thread, which loses no frame
-        plan = _seek_plan(path)
-        found, decoded, error = _decode(path, wanted, int(indices.max()), False, max_frame_pixels, plan)
-        missing = sorted(wanted - found.keys())
-        if missing:
-            raise _missing(path, missing[0], decoded, error, plan)
+    wanted, last = set(indices.tolist()), int(indices.max())
+    plan = _seek_plan(path)
+
+    def decode(threaded):
+        if threaded:
+            return _decode_wanted(path, wanted, last, max_frame_pixels)
+        return _decode(path, wanted, last, False, max_frame_pixels, plan)
+
+    found, decoded, error = _retry_on_one_thread(decode, lambda result: wanted <= result[0].keys())
+    missing = sorted(wanted - found.keys())
+    if missing:
+        raise _missing(path, missing[0], decoded, error, plan)
     return _stack(path, [found[i] for i in indices.tolist()])
+
+
+def _retry_on_one_thread(decode, complete):
+    """``decode(threaded)`` → ``(found, decoded, error)``: the threaded decode's result when it is
+    ``complete``, else the decode on one thread unless that decodes fewer frames (FFmpeg's frame threads
+    drop the frames in flight at a damaged packet; one thread loses none)."""
+    result = decode(True)
+    if complete(result):
+        return result
+    again = decode(False)
+    return again if again[1] >= result[1] else result
+
+
+def _decode_all(path, decode, max_frame_pixels):
+    """``(results, decoded, repair)`` of ``decode(threaded)`` over every frame (see ``_retry_on_one_thread``);
+    ``repair`` is ``(decoded, claimed)`` when fewer frames decode than the file claims, else None.
+    ``VideoReadError`` naming ``path`` when no frame decodes."""
+    claimed = count_frames(path, max_frame_pixels)
+    results, decoded, error = _retry_on_one_thread(decode, lambda result: result[1] >= claimed)
+    if not decoded:
+        raise VideoReadError(f"{path}: no frame decodes (the file claims {claimed})"
+                             + (f": {error}" if error is not None else ""))
+    return results, decoded, ((decoded, claimed) if decoded < claimed else None)
 
 
 class _Everything:
@@ -394,19 +421,10 @@ def read_all_frames(path, with_repair=False, max_frame_pixels=MAX_FRAME_PIXELS):
     With ``with_repair``, returns ``(frames, repair)``: ``repair`` is ``(frames_decoded,
     frames_claimed)`` when fewer frames decode than the file claims, else None.
     """
-    claimed = count_frames(path, max_frame_pixels)
-    found, decoded, error = _decode(path, _Everything(), float("inf"), max_frame_pixels=max_frame_pixels)
-    if decoded < claimed:  # damaged: try again on one thread, which loses no frame
-        found, decoded, error = max((found, decoded, error),
-                                    _decode(path, _Everything(), float("inf"), False, max_frame_pixels),
-                                    key=lambda result: result[1])
-    if not decoded:
-        raise VideoReadError(f"{path}: no frame decodes (the file claims {claimed})"
-                             + (f": {error}" if error is not None else ""))
+    found, decoded, repair = _decode_all(
+        path, lambda threaded: _decode(path, _Everything(), float("inf"), threaded, max_frame_pixels), max_frame_pixels)
     frames = _stack(path, [found[i] for i in range(decoded)])
-    if not with_repair:
-        return frames
-    return frames, ((decoded, claimed) if decoded < claimed else None)
+    return (frames, repair) if with_repair else frames
 
 
 def map_all_frames(path, function, with_repair=False, max_frame_pixels=MAX_FRAME_PIXELS):
@@ -422,18 +440,8 @@ def map_all_frames(path, function, with_repair=False, max_frame_pixels=MAX_FRAME
         results = [function(frame) for frame, _ in stream_frames(path, threaded, max_frame_pixels, errors)]
         return results, len(results), (errors[0] if errors else None)
 
-    claimed = count_frames(path, max_frame_pixels)
-    results, decoded, error = decode(threaded=True)
-    if decoded < claimed:  # damaged: try again on one thread, which loses no frame
-        again = decode(threaded=False)
-        if again[1] > decoded:
-            results, decoded, error = again
-    if not decoded:
-        raise VideoReadError(f"{path}: no frame decodes (the file claims {claimed})"
-                             + (f": {error}" if error is not None else ""))
-    if not with_repair:
-        return results
-    return results, ((decoded, claimed) if decoded < claimed else None)
+    results, _, repair = _decode_all(path, decode, max_frame_pixels)
+    return (results, repair) if with_repair else results
 
 
 def sample_video(path, num_units, frames_per_unit, stride, training=False, seed=None,

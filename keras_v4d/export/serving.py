@@ -10,8 +10,10 @@ inside the graph, class probabilities and the top-k class names out.
 
 Inside, as ``predict_videos`` / ``evaluate`` do it: U_infer centred units of T frames at τ
 (``segment_indices``), the short side resized and 1 or 3 crops (``eval_transform``), ImageNet
-normalisation, V4D Algorithm 1 (the 3D part once per unit, every combination of one unit per section
-through the rest, softmax scores averaged) and the crops averaged.
+normalisation, V4D Algorithm 1 (``inference.algorithm1``, the engine of ``predict``: the 3D part once per
+unit, each 4D block once per distinct window of units, the head per combination, softmax scores averaged)
+and the crops averaged. The combinations are fixed by the sampling, so the distinct windows and the rows
+each level gathers are found in NumPy when the function is traced; the graph holds only those.
 """
 
 import numpy as np
@@ -20,8 +22,7 @@ import tensorflow as tf
 from keras_v4d.data.frame_indices import segment_indices
 from keras_v4d.data.frame_size import MAX_FRAME_PIXELS, encoded_frame_size
 from keras_v4d.data.transforms import eval_transform
-from keras_v4d.inference.video_level import unit_combinations, video_parts
-from keras_v4d.models.video_model import ends_in_softmax
+from keras_v4d.inference.algorithm1 import Algorithm1, unit_combinations, video_parts
 
 WHOLE_VIDEO_SIGNATURES = ("video_frames", "video_jpeg")
 
@@ -63,12 +64,10 @@ def whole_video_functions(model, sampling, class_names=None, top_k=5, max_frame_
     ``top_k_names`` string ``(1, k)``; k = min(``top_k``, classes). ``sampling``: the model's
     ``VideoSampling`` (its test protocol: ``test_num_units``, ``test_crop``, ``test_num_crops``);
     ``max_frame_pixels``: the largest encoded frame ``video_jpeg`` decodes (None: no limit)."""
-    parts = video_parts(model)
     units, frames_per_unit = sampling.test_num_units, sampling.frames_per_unit
     crop, crops = sampling.test_crop, sampling.test_num_crops
-    combinations = unit_combinations(units, sampling.train_units)  # (n, K), static
-    keys = (np.arange(crops)[:, None, None] * units + combinations[None]).reshape(-1, sampling.train_units)
-    softmax = not ends_in_softmax(model)
+    combinations = unit_combinations(units, sampling.train_units)  # (n, K), static: the graph's windows too
+    video_parts(model)  # a model without a head is refused here, not when traced
     num_classes = int(model.outputs[0].shape[-1])
     k = min(int(top_k), num_classes)
     if class_names is not None and len(class_names) != num_classes:
@@ -80,14 +79,10 @@ def whole_video_functions(model, sampling, class_names=None, top_k=5, max_frame_
         indices = tf.reshape(segment_indices(tf.shape(frames)[0], units, frames_per_unit, sampling.stride, False),
                              (-1,))
         views = eval_transform(tf.gather(frames, indices), crop, sampling.short_side, crops)  # (V, U·T, S, S, 3)
-        table = parts.n3d(tf.reshape(views, (crops * units, 1, frames_per_unit, crop, crop, 3)), training=False)[:, 0]
-        x = tf.gather(table, keys)  # (V·n, K, T, h, w, C): every combination of every crop
-        for block, tail in zip(parts.blocks4d, parts.tails):
-            x = tail(block(x, training=False), training=False)
-        scores = parts.head(x, training=False)
-        if softmax:
-            scores = tf.nn.softmax(scores, axis=-1)
-        probabilities = tf.reduce_mean(scores, axis=0, keepdims=True)  # Algorithm 1's mean, then the crops'
+        views = tf.transpose(tf.reshape(views, (crops, units, frames_per_unit, crop, crop, 3)), (1, 0, 2, 3, 4, 5))
+        engine = Algorithm1(model)  # a store for this trace: the graph runs each block once per distinct window
+        engine.add_units(np.arange(units), views)  # keys: the units' indices; V = the crops
+        probabilities = tf.reduce_mean(engine.scores(combinations), axis=(0, 1))[None]  # combinations', crops'
         top = tf.math.top_k(probabilities, k=k)
         outputs = {"probabilities": probabilities, "top_k_classes": top.indices,
                    "top_k_probabilities": top.values}

@@ -1,22 +1,26 @@
 """Video-level inference (V4D Algorithm 1) and what is built on it: evaluation on a test set,
-prediction of video files, and the accuracy metrics.
+prediction of video files, the timeline of a long video, and the accuracy metrics.
 
-``video_level`` and ``metrics`` need only Keras; ``evaluation`` and ``prediction`` read videos
-through the ``tf.data`` pipeline and are imported on first use.
+``algorithm1`` (the one engine: combinations, windows, the memoised levels and their feature
+store), ``video_level`` and ``metrics`` need only Keras; ``evaluation`` and ``prediction`` read
+videos through the ``tf.data`` pipeline and are imported on first use; ``timeline`` is imported
+from its module.
 """
 
 import importlib
 
-from keras_v4d.inference.metrics import MeanClassAccuracy, accuracy_metrics
-from keras_v4d.inference.video_level import (
+from keras_v4d.inference.algorithm1 import (
+    MAX_ELEMENTS,
     MAX_UNIT_COMBINATIONS,
-    VideoLevelPredictor,
+    MODES,
+    Algorithm1,
     check_unit_combinations,
     count_unit_combinations,
     unit_combinations,
     unit_sections,
-    video_level_predict,
 )
+from keras_v4d.inference.metrics import MeanClassAccuracy, accuracy_metrics
+from keras_v4d.inference.video_level import VideoLevelPredictor, video_level_predict
 from keras_v4d.records.class_names import top_classes, top_k_indices
 
 _LAZY = {"evaluate": "evaluation", "predict_videos": "prediction"}
@@ -28,6 +32,6 @@ def __getattr__(name):
     raise AttributeError(f"module 'keras_v4d.inference' has no attribute {name!r}")
 
 
-__all__ = ["MAX_UNIT_COMBINATIONS", "MeanClassAccuracy", "VideoLevelPredictor", "accuracy_metrics",
-           "check_unit_combinations", "count_unit_combinations", "evaluate", "predict_videos", "top_classes",
-           "top_k_indices", "unit_combinations", "unit_sections", "video_level_predict"]
+__all__ = ["MAX_ELEMENTS", "MAX_UNIT_COMBINATIONS", "MODES", "Algorithm1", "MeanClassAccuracy", "VideoLevelPredictor",
+           "accuracy_metrics", "check_unit_combinations", "count_unit_combinations", "evaluate", "predict_videos",
+           "top_classes", "top_k_indices", "unit_combinations", "unit_sections", "video_level_predict"]

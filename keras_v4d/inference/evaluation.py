@@ -24,9 +24,17 @@ import tensorflow as tf
 from keras import ops
 from tqdm import tqdm
 
-from keras_v4d.data import MAX_FRAME_PIXELS, BadVideoError, bad_video_message, resolve_source, video_dataset
+from keras_v4d.data import (
+    MAX_FRAME_PIXELS,
+    BadVideoError,
+    DataOptions,
+    bad_video_message,
+    resolve_source,
+    video_dataset,
+)
+from keras_v4d.inference.algorithm1 import check_unit_combinations
 from keras_v4d.inference.metrics import accuracy_metrics
-from keras_v4d.inference.video_level import VideoLevelPredictor, check_unit_combinations, video_level_predict
+from keras_v4d.inference.video_level import VideoLevelPredictor, video_level_predict
 from keras_v4d.records.atomic import open_atomically
 from keras_v4d.records.sampling import resolve_sampling
 
@@ -57,6 +65,13 @@ def _check_source(source, num_classes, class_names, data):
     if labels and max(labels) >= num_classes:
         raise ValueError(f"{data} has labels up to {max(labels)} but the model has {num_classes} outputs "
                          f"(labels 0..{num_classes - 1})")
+
+
+def protocol_settings(sampling):
+    """The test protocol of ``sampling`` as ``metrics.json`` records it (the names of ``evaluate``'s flags)."""
+    return dict(train_units=sampling.train_units, num_units=sampling.test_num_units,
+                frames_per_unit=sampling.frames_per_unit, stride=sampling.stride, crop_size=sampling.test_crop,
+                short_side=sampling.short_side, num_crops=sampling.test_num_crops)
 
 
 def write_report(output, metrics, rows, ids, y_true, scores, unreadable=(), repaired=()):
@@ -127,21 +142,21 @@ def evaluate(model, data, sampling=None, *, mode="combinations", batch_size=2, c
     source = resolve_source(data, class_names=class_names)
     _check_source(source, num_classes, class_names, data)
     class_names = class_names or source.class_names
-    videos = video_dataset(source, training=False, batch_size=batch_size, num_classes=num_classes, strict=strict,
-                           max_frame_pixels=max_frame_pixels, **sampling.test_arguments())
-    total = math.ceil(videos.num_videos / batch_size) if videos.num_videos else None  # known without decoding
+    dataset, info = video_dataset(source, sampling, training=False, batch_size=batch_size, num_classes=num_classes,
+                                  options=DataOptions(strict=strict, max_frame_pixels=max_frame_pixels), with_info=True)
+    total = math.ceil(info.num_videos / batch_size) if info.num_videos else None  # known without decoding
     try:
-        y_true, scores, ids = video_level_scores(model, videos.dataset, sampling.train_units, mode, progress, total)
+        y_true, scores, ids = video_level_scores(model, dataset, sampling.train_units, mode, progress, total)
     except (tf.errors.OpError, ValueError) as error:
         message = bad_video_message(error)
         if message is None or isinstance(error, BadVideoError):
             raise
         raise BadVideoError(message) from None
-    unreadable, repaired = videos.skip_log.rows()
+    unreadable, repaired = info.skip_log.rows()
     metrics, rows = accuracy_metrics(y_true, scores, num_classes, class_names)
     metrics.update(videos_evaluated=len(ids), videos_unreadable=len(unreadable), videos_repaired=len(repaired))
     metrics.update(data=os.fspath(data) if isinstance(data, (str, os.PathLike)) else str(data), mode=mode,
-                   train_units=sampling.train_units, **sampling.test_arguments(), **(metadata or {}))
+                   **protocol_settings(sampling), **(metadata or {}))
     if unreadable:
         logger.warning("%d video(s) could not be read and were not evaluated; the metrics are over the %d "
                        "readable ones", len(unreadable), len(ids))

@@ -7,7 +7,8 @@
 from keras import ops
 
 from keras_v4d.data import MAX_FRAME_PIXELS, VideoReadError, load_video_views
-from keras_v4d.inference.video_level import VideoLevelPredictor, check_unit_combinations, video_level_predict
+from keras_v4d.inference.algorithm1 import check_unit_combinations
+from keras_v4d.inference.video_level import VideoLevelPredictor, video_level_predict
 from keras_v4d.records.class_names import top_classes
 from keras_v4d.records.sampling import resolve_sampling
 
@@ -27,7 +28,7 @@ def predict_videos(model, paths, sampling=None, *, mode="combinations", class_na
     predictor = VideoLevelPredictor(model)
     for path in paths:
         try:
-            views = load_video_views(path, **sampling.test_arguments(), max_frame_pixels=max_frame_pixels)
+            views = load_video_views(path, sampling, max_frame_pixels=max_frame_pixels)
         except (VideoReadError, OSError) as error:
             yield path, None, str(error)
             continue

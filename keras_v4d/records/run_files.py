@@ -3,7 +3,8 @@
 A run folder holds ``run.json`` (what defines the run), ``settings.json`` (the sampling the model
 was trained with and its class names: what inference, evaluation and export read beside a
 checkpoint), ``epoch-NNN.weights.h5`` (resume points), ``last.keras``, ``history.csv``,
-``skipped.csv`` and ``tensorboard/``.
+``skipped.csv`` and ``tensorboard/``. A run's class names are stored in ``settings.json`` only; an
+older run's ``class_names.txt`` is still read.
 """
 
 import json
@@ -11,6 +12,7 @@ import os
 import re
 
 from keras_v4d.records.atomic import open_atomically
+from keras_v4d.records.class_names import read_class_names
 from keras_v4d.records.sampling import VideoSampling
 
 RUN_FILE = "run.json"
@@ -22,8 +24,9 @@ CHECKPOINT_NAME = "epoch-{epoch:03d}.weights.h5"
 CHECKPOINT_PATTERN = re.compile(r"^epoch-(\d{3,})\.weights\.h5$")
 TENSORBOARD_FOLDER = "tensorboard"
 WORKERS_FOLDER = "workers"
-# What train() writes into a folder; --overwrite removes these and nothing else.
-RUN_FILES = (RUN_FILE, SETTINGS_FILE, "class_names.txt", LAST_MODEL_FILE, HISTORY_FILE, SKIPPED_FILE)
+OLD_CLASS_NAMES_FILE = "class_names.txt"  # written beside settings.json by earlier versions; read, never written
+# What train() writes into a folder (and an older run's class names); --overwrite removes these and nothing else.
+RUN_FILES = (RUN_FILE, SETTINGS_FILE, OLD_CLASS_NAMES_FILE, LAST_MODEL_FILE, HISTORY_FILE, SKIPPED_FILE)
 RUN_FOLDERS = (TENSORBOARD_FOLDER, WORKERS_FOLDER, "backup")  # backup/: the BackupAndRestore state of earlier versions
 
 
@@ -36,10 +39,14 @@ def write_settings(folder, sampling, class_names=None):
     return path
 
 
+def _beside(checkpoint, name):
+    return os.path.join(os.path.dirname(os.path.abspath(os.fspath(checkpoint))), name)
+
+
 def read_settings(checkpoint):
     """The settings saved beside ``checkpoint`` (``settings.json`` in its folder): ``(sampling fields
     as saved (a dict, possibly partial), class names or None)``; ``({}, None)`` when there is none."""
-    path = os.path.join(os.path.dirname(os.path.abspath(os.fspath(checkpoint))), SETTINGS_FILE)
+    path = _beside(checkpoint, SETTINGS_FILE)
     if not os.path.isfile(path):
         return {}, None
     try:
@@ -52,3 +59,13 @@ def read_settings(checkpoint):
     class_names = settings.pop("class_names", None)
     VideoSampling.from_dict(settings, path)  # an unknown key or a bad value is an error here, naming the file
     return settings, class_names
+
+
+def read_run_class_names(checkpoint):
+    """The class names of the run that wrote ``checkpoint``: its ``settings.json``'s, else an older
+    run's ``class_names.txt`` beside it; ``None`` when neither names them."""
+    _, class_names = read_settings(checkpoint)
+    if class_names is not None:
+        return list(class_names)
+    path = _beside(checkpoint, OLD_CLASS_NAMES_FILE)
+    return read_class_names(path) if os.path.isfile(path) else None

@@ -9,6 +9,12 @@ training run's ``settings.json`` and the weights presets all read a ``VideoSampl
 import dataclasses
 
 
+def check_positive_int(value, name, where):
+    """``ValueError`` ``"{where}: `{name}` must be a positive int, got …"`` unless ``value`` is an int ≥ 1."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{where}: `{name}` must be a positive int, got {value!r}")
+
+
 @dataclasses.dataclass(frozen=True)
 class VideoSampling:
     """How videos are sampled for one model. The defaults are V4D's Mini-Kinetics recipe (§4.2).
@@ -22,6 +28,8 @@ class VideoSampling:
         test_num_units: U_infer, centred units per video at test time (≥ ``train_units``).
         test_crop_size: test crop; ``None``: the short side (the papers' fully convolutional test).
         test_num_crops: test views per video: 1 (centre) or 3 (along the long side).
+        area_range: training only: ``(lo, hi)``, the random crop's area as a fraction of the frame
+            (``0 < lo <= hi <= 1``).
     """
 
     train_units: int = 4
@@ -32,14 +40,14 @@ class VideoSampling:
     test_num_units: int = 10
     test_crop_size: int | None = None
     test_num_crops: int = 3
+    area_range: tuple = (0.25, 1.0)
 
     def __post_init__(self):
+        self._check_area_range()
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
-            if value is None and field.name == "test_crop_size":
-                continue
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"VideoSampling: `{field.name}` must be a positive int, got {value!r}")
+            if field.name != "area_range" and not (value is None and field.name == "test_crop_size"):
+                check_positive_int(value, field.name, "VideoSampling")
         if self.test_num_crops not in (1, 3):
             raise ValueError(f"VideoSampling: `test_num_crops` must be 1 or 3, got {self.test_num_crops}")
         for name in ("crop_size", "test_crop_size"):
@@ -50,20 +58,20 @@ class VideoSampling:
             raise ValueError(f"VideoSampling: `test_num_units`={self.test_num_units} is below `train_units`="
                              f"{self.train_units}; video-level inference needs U_infer >= U_train")
 
+    def _check_area_range(self):
+        value = self.area_range
+        if isinstance(value, list):  # as JSON stores it
+            value = tuple(value)
+            object.__setattr__(self, "area_range", value)
+        numbers = isinstance(value, tuple) and len(value) == 2 and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+        if not numbers or not 0 < value[0] <= value[1] <= 1:
+            raise ValueError(f"VideoSampling: `area_range` must be (lo, hi) with 0 < lo <= hi <= 1, got {value!r}")
+
     @property
     def test_crop(self):
         """The test crop size: ``test_crop_size``, else the short side."""
         return self.test_crop_size or self.short_side
-
-    def training_arguments(self):
-        """The sampling keywords of ``video_dataset(training=True)``."""
-        return dict(num_units=self.train_units, frames_per_unit=self.frames_per_unit, stride=self.stride,
-                    crop_size=self.crop_size, short_side=self.short_side)
-
-    def test_arguments(self):
-        """The sampling keywords of ``video_dataset(training=False)`` and ``load_video_views``."""
-        return dict(num_units=self.test_num_units, frames_per_unit=self.frames_per_unit, stride=self.stride,
-                    crop_size=self.test_crop, short_side=self.short_side, num_crops=self.test_num_crops)
 
     def to_dict(self):
         return dataclasses.asdict(self)

@@ -12,7 +12,13 @@ from keras import ops
 
 from keras_v4d._compat import learning_rate_keeping_tensorboard, set_progress_target
 from keras_v4d.records.atomic import write_atomically
-from keras_v4d.records.run_files import CHECKPOINT_NAME, HISTORY_FILE, LAST_MODEL_FILE, SKIPPED_FILE
+from keras_v4d.records.run_files import (
+    CHECKPOINT_NAME,
+    HISTORY_FILE,
+    LAST_MODEL_FILE,
+    SKIPPED_FILE,
+    TENSORBOARD_FOLDER,
+)
 
 
 class EpochProgress(keras.callbacks.ProgbarLogger):
@@ -197,5 +203,6 @@ def training_callbacks(output_dir, *, steps_per_epoch=None, skip_log=None, val_s
         RunCheckpoints(output_dir, checkpoint_dir),
     ]
     if tensorboard:
-        callbacks.append(learning_rate_keeping_tensorboard(os.path.join(output_dir, "tensorboard"), write_graph=False))
+        callbacks.append(learning_rate_keeping_tensorboard(os.path.join(output_dir, TENSORBOARD_FOLDER),
+                                                           write_graph=False))
     return callbacks

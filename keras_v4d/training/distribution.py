@@ -1,7 +1,9 @@
-"""Where training runs: the ``tf.distribute`` strategies, and a lower-memory allocator for CPU runs."""
+"""Where training runs: the ``tf.distribute`` strategies, a lower-memory allocator for CPU runs, and
+``Distribution``, the record of both for a run."""
 
 import ctypes
 import ctypes.util
+import dataclasses
 import os
 import platform
 
@@ -18,6 +20,17 @@ def make_strategy(kind="default"):
     if kind not in strategies:
         raise ValueError(f"`strategy` must be one of {STRATEGIES}, got {kind!r}.")
     return strategies[kind]()
+
+
+def chief_and_task(strategy):
+    """``(is_chief, "worker-1")`` of this process in a multi-worker cluster; ``(True, None)`` otherwise."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    task_type = getattr(resolver, "task_type", None)
+    if resolver is None or task_type is None:
+        return True, None
+    jobs = resolver.cluster_spec().as_dict()
+    chief = task_type == "chief" or (task_type == "worker" and resolver.task_id == 0 and "chief" not in jobs)
+    return chief, f"{task_type}-{resolver.task_id}"
 
 
 _M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number (malloc.h)
@@ -61,3 +74,33 @@ def use_low_memory_allocator(mmap_threshold=64 * 1024):
     libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
     if libc.mallopt(_M_MMAP_THRESHOLD, int(mmap_threshold)) != 1:
         raise RuntimeError(f"use_low_memory_allocator: glibc refused mmap_threshold={mmap_threshold!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Distribution:
+    """Where a run trains.
+
+    Attributes:
+        strategy: ``"default"`` (one device), ``"mirrored"`` (all local GPUs) or ``"multiworker"``
+            (the ``TF_CONFIG`` hosts).
+        low_memory: ``use_low_memory_allocator()`` (CPU, glibc): a lower peak of resident memory for a
+            slower step; start the run before anything else in the process has run TensorFlow.
+    """
+
+    strategy: str = "default"
+    low_memory: bool = False
+
+    def __post_init__(self):
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
+
+    def start(self):
+        """The ``tf.distribute.Strategy``, made before any other TensorFlow op runs (as
+        ``MultiWorkerMirroredStrategy`` must be), then the allocator; ``ValueError`` naming ``low_memory``."""
+        strategy = make_strategy(self.strategy)
+        if self.low_memory:
+            try:
+                use_low_memory_allocator()
+            except RuntimeError as error:
+                raise ValueError(f"low_memory: {error}") from None
+        return strategy

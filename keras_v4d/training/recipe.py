@@ -1,6 +1,8 @@
 """The V4D training recipe (V4D §4.2 and the released code): SGD with momentum, the piecewise
 learning rate, L2 weight decay without BN and biases, global gradient-norm clipping, cross-entropy
-and the video metrics."""
+and the video metrics; ``Recipe``, the record of a run's recipe."""
+
+import dataclasses
 
 import keras
 import tensorflow as tf
@@ -98,3 +100,60 @@ def compile_for_training(model, steps_per_epoch, optimizer=None, jit_compile=Non
         jit_compile=default_jit_compile() if jit_compile is None else jit_compile,
     )
     return model
+
+
+def _positive(value, name, kind=int):
+    if isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else int) or value <= 0:
+        raise ValueError(f"Recipe: `{name}` must be a positive {kind.__name__}, got {value!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """How a run trains; the defaults are the paper's (V4D §4.2).
+
+    Attributes:
+        epochs: epochs in total, counting those the run's folder has completed.
+        batch_size: the global batch, in videos.
+        lr, weight_decay, decay_epochs: the optimizer (``paper_optimizer``: SGD with momentum 0.9 and
+            L2 weight decay as PyTorch's ``SGD(weight_decay=...)``; lr ÷ 10 at each of ``decay_epochs``).
+        mixed_precision: ``mixed_float16`` on a GPU; refused on CPU, where it is slower (``set_precision_policy``).
+        jit_compile: XLA for the training step; ``None``: ``default_jit_compile()`` (never on CPU).
+        init_weights: optional ``.weights.h5`` to start a new run from (e.g. a 3D backbone).
+    """
+
+    epochs: int = 100
+    batch_size: int = 8
+    lr: float = 0.01
+    weight_decay: float = 1e-5
+    decay_epochs: tuple = PAPER_DECAY_EPOCHS
+    mixed_precision: bool = False
+    jit_compile: bool | str | None = None
+    init_weights: str | None = None
+
+    def __post_init__(self):
+        if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1:
+            raise ValueError(f"Recipe: `epochs` must be at least 1, got {self.epochs!r}")
+        _positive(self.batch_size, "batch_size")
+        _positive(self.lr, "lr", float)
+        if isinstance(self.weight_decay, bool) or not isinstance(self.weight_decay, (int, float)) \
+                or self.weight_decay < 0:
+            raise ValueError(f"Recipe: `weight_decay` must be a number >= 0, got {self.weight_decay!r}")
+        for epoch in self.decay_epochs:
+            _positive(epoch, "decay_epochs")
+        object.__setattr__(self, "decay_epochs", tuple(self.decay_epochs))  # JSON and flags give lists
+        if self.jit_compile not in (None, True, False, "auto"):
+            raise ValueError(f"Recipe: `jit_compile` must be None, True, False or 'auto', got {self.jit_compile!r}")
+
+
+def set_precision_policy(mixed_precision):
+    """Sets Keras' global policy to ``mixed_float16`` when ``mixed_precision``; a ``ValueError``
+    without a GPU."""
+    if not mixed_precision:
+        return
+    if not tf.config.list_physical_devices("GPU"):
+        # Measured (benchmarks/training.py --mixed_precision mixed_bfloat16): a V4D-R18 step is
+        # slower in mixed_bfloat16 than in float32 on CPU, AVX512-BF16 or not (benchmarks/README.md).
+        raise ValueError("mixed_precision: no GPU; on CPU mixed_bfloat16 makes a training step about 1.5× "
+                         "slower than float32 (see benchmarks/README.md), so it is refused — "
+                         "train in float32 on CPU, or use mixed precision (mixed_float16) on a GPU")
+    keras.mixed_precision.set_global_policy("mixed_float16")

@@ -10,6 +10,7 @@ kill while saving leaves the previous checkpoint whole.
 """
 
 import csv
+import dataclasses
 import json
 import os
 import shutil
@@ -23,7 +24,9 @@ from keras_v4d.records.run_files import (
     RUN_FILES,
     RUN_FOLDERS,
     SKIPPED_FILE,
+    WORKERS_FOLDER,
 )
+from keras_v4d.records.sampling import DEFAULT_SAMPLING
 
 
 class RunFolderError(ValueError):
@@ -41,25 +44,30 @@ def describe_source(source):
     return repr(source)
 
 
-def run_record(*, builder, train_data, train_videos, val_data, sampling, batch_size, num_classes, class_names, lr,
-               weight_decay, decay_epochs, mixed_precision, init_weights):
-    """What defines a run (JSON-able): two commands with equal records train the same run. The number
-    of epochs, the strategy, logging and TensorBoard may change from one command to the next."""
-    return {
+def run_record(builder, data, inputs, sampling, recipe):
+    """What defines a run (JSON-able): two commands with equal records train the same run.
+
+    ``data``: the ``TrainingData`` (its sources); ``inputs``: what opening it found (``num_videos``,
+    ``num_classes``, ``class_names``); ``recipe``: the ``Recipe`` (all but ``epochs`` and
+    ``jit_compile``). The number of epochs, the strategy, the data options, logging and TensorBoard
+    may change from one command to the next.
+    """
+    record = {
         "builder": builder,
-        "train_data": describe_source(train_data),
-        "train_videos": int(train_videos),
-        "val_data": describe_source(val_data),
+        "train_data": describe_source(data.train),
+        "train_videos": int(inputs.num_videos),
+        "val_data": describe_source(data.val),
         "sampling": sampling.to_dict(),
-        "batch_size": int(batch_size),
-        "num_classes": int(num_classes),
-        "class_names": list(class_names) if class_names else None,
-        "lr": float(lr),
-        "weight_decay": float(weight_decay),
-        "decay_epochs": [int(epoch) for epoch in decay_epochs],
-        "mixed_precision": bool(mixed_precision),
-        "init_weights": describe_source(init_weights),
+        "batch_size": int(recipe.batch_size),
+        "num_classes": int(inputs.num_classes),
+        "class_names": list(inputs.class_names) if inputs.class_names else None,
+        "lr": float(recipe.lr),
+        "weight_decay": float(recipe.weight_decay),
+        "decay_epochs": [int(epoch) for epoch in recipe.decay_epochs],
+        "mixed_precision": bool(recipe.mixed_precision),
+        "init_weights": describe_source(recipe.init_weights),
     }
+    return json.loads(json.dumps(record))  # as run.json reads back (tuples become lists), so records compare
 
 
 def _show(value, limit=80):
@@ -73,6 +81,9 @@ def record_differences(recorded, wanted):
     for key in sorted(set(recorded) | set(wanted)):
         old, new = recorded.get(key), wanted.get(key)
         if key == "sampling" and isinstance(old, dict) and isinstance(new, dict):
+            # a field added to VideoSampling after the run was recorded held its default there
+            defaults = json.loads(json.dumps(DEFAULT_SAMPLING.to_dict()))
+            old, new = {**defaults, **old}, {**defaults, **new}
             differences += [f"sampling.{line}" for line in record_differences(old, new)]
         elif old != new:
             differences.append(f"{key}: {_show(old)} recorded, {_show(new)} now")
@@ -152,6 +163,45 @@ def claim_run_folder(folder, record, *, overwrite=False, write=True):
                 json.dump(record, handle, indent=2)
         remove_temporaries(folder)  # left by a writer killed mid-save
     return state
+
+
+def check_epochs(folder, epochs, completed, checkpoint):
+    """``RunFolderError`` when ``epochs`` is below the ``completed`` epochs of the run in ``folder``
+    (its newest checkpoint ``checkpoint``)."""
+    if completed > epochs:
+        raise RunFolderError(f"epochs={epochs} is below the {completed} epochs the run in {folder} has completed "
+                             f"({checkpoint}); give epochs >= {completed} to continue it")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunFolder:
+    """The folder of a run as one process of it sees it.
+
+    Attributes:
+        path: the run's folder (the chief writes there).
+        write_dir: where this process writes: ``path``, or ``path/workers/<task>`` for another worker.
+        is_chief: whether this process writes the run's files.
+        state: ``"new"``, ``"resumed"`` or ``"overwritten"`` (``claim_run_folder``).
+    """
+
+    path: str
+    write_dir: str
+    is_chief: bool
+    state: str
+
+
+def open_run_folder(folder, record, epochs, *, overwrite=False, chief=True, task=None):
+    """Checks and claims ``folder`` for the run ``record`` (``claim_run_folder``) before anything is
+    written, refusing ``epochs`` below what its checkpoints have done; returns its ``RunFolder``.
+    Every worker checks the folder; only the chief (``chief``) writes there, a worker named ``task``
+    under ``workers/<task>``."""
+    newest = checkpoints(folder)
+    if newest and not overwrite:
+        check_epochs(folder, epochs, *newest[0])
+    state = claim_run_folder(folder, record, overwrite=overwrite and chief, write=chief)
+    write_dir = folder if chief else os.path.join(folder, WORKERS_FOLDER, task)
+    os.makedirs(write_dir, exist_ok=True)
+    return RunFolder(folder, write_dir, chief, state)
 
 
 def restore_newest_checkpoint(model, folder, report=print):

@@ -21,11 +21,18 @@ from keras_v4d.records.weights_file import (
     classifier_size,
     load_model_weights,
 )
-from keras_v4d.weights.loading import find_class_names, load_pretrained, load_trained_model
+from keras_v4d.weights.loading import (
+    LoadedModel,
+    find_class_names,
+    load_model,
+    load_pretrained,
+    load_trained_model,
+    weights_tag,
+)
 
 __all__ = [
-    "Preset", "WeightsMismatchError", "check_weights_file", "classifier_size", "decode_predictions",
+    "LoadedModel", "Preset", "WeightsMismatchError", "check_weights_file", "classifier_size", "decode_predictions",
     "fetch_weights", "find_class_names", "get_preset", "kinetics400_class_names", "list_weights",
-    "load_model_weights", "load_pretrained", "load_trained_model", "read_class_names", "register",
-    "resolve_weights", "sha256_of",
+    "load_model", "load_model_weights", "load_pretrained", "load_trained_model", "read_class_names", "register",
+    "resolve_weights", "sha256_of", "weights_tag",
 ]

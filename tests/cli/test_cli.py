@@ -13,12 +13,14 @@ from keras_v4d.cli.main import main
 from keras_v4d.data import eval_transform, load_video_views, segment_indices, write_video
 from keras_v4d.inference import video_level_predict
 from keras_v4d.models import build_resnet3d
+from keras_v4d.records.sampling import VideoSampling
 from tests.commands import run_tool
 from tests.damaged import decodable_frames, write_cut_faststart_mp4
 
 SAMPLING = ["--num_units=4", "--train_units=2", "--frames_per_unit=2", "--stride=2", "--crop_size=32",
             "--short_side=32", "--num_crops=3"]
-VIEW_ARGS = dict(num_units=4, frames_per_unit=2, stride=2, crop_size=32, short_side=32, num_crops=3)
+VIEWS = VideoSampling(train_units=2, test_num_units=4, frames_per_unit=2, stride=2, crop_size=32, short_side=32,
+                      test_crop_size=32, test_num_crops=3)  # what SAMPLING's flags say
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +51,7 @@ def test_evaluate_writes_video_level_metrics_and_per_class_accuracy(trained, tmp
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     # Independent path: every file loaded on its own, Algorithm 1 over 3 crops in this process.
     labels = np.array([["left", "right"].index(name) for _, name in videos])
-    scores = np.concatenate([np.asarray(video_level_predict(model, load_video_views(str(p), **VIEW_ARGS)[None], 2))
+    scores = np.concatenate([np.asarray(video_level_predict(model, load_video_views(str(p), VIEWS)[None], 2))
                              for p, _ in videos])
     assert metrics["videos"] == 4
     assert metrics["top1"] == pytest.approx(100 * np.mean(scores.argmax(-1) == labels))
@@ -102,7 +104,7 @@ def test_evaluate_goes_on_past_damaged_videos_and_lists_the_unreadable(trained, 
     for name, label in entries:
         if name == "garbage.mp4":
             continue
-        views = cut_views if name == "cut.mp4" else load_video_views(str(root / name), **VIEW_ARGS)
+        views = cut_views if name == "cut.mp4" else load_video_views(str(root / name), VIEWS)
         expected[name] = (label, np.asarray(video_level_predict(model, views[None], 2))[0])
     with open(tmp_path / "predictions.csv") as handle:
         predicted = {r["video"]: (int(r["predicted"]), float(r["score"])) for r in csv.DictReader(handle)}
@@ -154,7 +156,7 @@ def test_predict_lists_top_classes_by_name_and_reports_unreadable_videos(trained
     assert result.returncode == 1
     assert str(broken) in result.stderr and "1 of 2 video(s) could not be read" in result.stderr
     (line,) = [json.loads(x) for x in result.stdout.splitlines() if x.startswith("{")]
-    expected = np.asarray(video_level_predict(model, load_video_views(str(good), **VIEW_ARGS)[None], 2))[0]
+    expected = np.asarray(video_level_predict(model, load_video_views(str(good), VIEWS)[None], 2))[0]
     assert line["video"] == str(good)
     assert [t["class"] for t in line["top"]] == [["left", "right"][i] for i in np.argsort(-expected)]
     np.testing.assert_allclose([t["probability"] for t in line["top"]], np.sort(expected)[::-1], atol=1e-5)

@@ -17,6 +17,7 @@ from keras_v4d.data.sources import VideoFiles
 from keras_v4d.data.tfrecord import parse_example
 from keras_v4d.data.video_io import map_all_frames
 from tests.damaged import write_cut_faststart_mp4
+from tests.data import unit_sampling
 
 QUALITY = 90
 
@@ -155,10 +156,10 @@ def test_a_stale_shard_set_is_removed_once_the_new_set_is_complete(videos, tmp_p
     assert f"removed 1 temporary file(s) a killed conversion left: {leftover}" in messages
     assert ("removed 3 shard(s) of an earlier run with another shard count, now that the 2 new one(s) are "
             f"complete: {', '.join(old)}") in messages
-    dataset = video_dataset(str(tmp_path / "rec-?????-of-?????.tfrecord"), training=False, batch_size=1, num_units=1,
-                            frames_per_unit=2, stride=1, crop_size=16, short_side=16, num_classes=2)
-    assert dataset.num_videos == 3
-    assert sorted(ids.numpy()[0].decode() for _, _, ids in dataset.dataset) == sorted(written) == sorted(listing.ids)
+    dataset, info = video_dataset(str(tmp_path / "rec-?????-of-?????.tfrecord"), unit_sampling(1, 2, 1, 16, 16),
+                                  training=False, batch_size=1, num_classes=2, with_info=True)
+    assert info.num_videos == 3
+    assert sorted(ids.numpy()[0].decode() for _, _, ids in dataset) == sorted(written) == sorted(listing.ids)
 
 
 def test_nothing_is_started_when_a_shard_cannot_be_written(videos, tmp_path):

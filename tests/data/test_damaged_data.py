@@ -10,6 +10,7 @@ import pytest
 import tensorflow as tf
 
 from keras_v4d.data import (
+    DataOptions,
     VideoReadError,
     count_tfrecords,
     read_frames,
@@ -20,9 +21,10 @@ from keras_v4d.data import (
 )
 from keras_v4d.data.tfrecord import encode_example, encode_jpeg_example
 from keras_v4d.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from tests.data import unit_sampling
 
 LEVEL = 8
-SAMPLING = dict(num_units=2, frames_per_unit=2, stride=2, crop_size=32, short_side=32)
+SAMPLING = unit_sampling(2, 2, 2, 32, 32)
 NUM_FRAMES = 20
 
 
@@ -70,32 +72,34 @@ def shards(tmp_path):
 def test_a_shard_cut_in_half_loses_only_its_tail(shards):
     folder, sizes, damaged, before = shards
     assert before == 1
-    dataset = video_dataset(str(folder), training=True, num_classes=12, batch_size=1, **SAMPLING)
-    labels = sorted(int(labels[0]) for _, labels in dataset.dataset)  # one whole epoch
+    dataset, info = video_dataset(str(folder), SAMPLING, training=True, num_classes=12, batch_size=1, with_info=True)
+    labels = sorted(int(labels[0]) for _, labels in dataset)  # one whole epoch
     expected = [label for s, path in enumerate(sorted(sizes)) for label in range(3 * s, 3 * s + 3)
                 if path != damaged or label - 3 * s < before]
     assert labels == expected
-    assert len(dataset.skip_log.entries) == 1
-    shard, reason = dataset.skip_log.entries[0]
+    assert len(info.skip_log.entries) == 1
+    shard, reason = info.skip_log.entries[0]
     assert shard == damaged
     assert re.match(rf"damaged TFRecord shard: {before} record\(s\) read before the damage "
                     rf"\(a record cut short", reason)
-    assert dataset.num_videos == 9 + before  # counted from the framing, nothing decoded
+    assert info.num_videos == 9 + before  # counted from the framing, nothing decoded
 
 
 def test_evaluation_reads_every_other_video_and_names_the_shard(shards):
     folder, sizes, damaged, before = shards
-    dataset = video_dataset(str(folder), training=False, strict=False, num_classes=12, batch_size=4, **SAMPLING)
-    ids = sorted(i.decode() for _, _, batch in dataset.dataset for i in batch.numpy())
+    dataset, info = video_dataset(str(folder), SAMPLING, training=False, num_classes=12, batch_size=4,
+                                  options=DataOptions(strict=False), with_info=True)
+    ids = sorted(i.decode() for _, _, batch in dataset for i in batch.numpy())
     assert len(ids) == 9 + before
-    assert [entry[0] for entry in dataset.skip_log.entries] == [damaged]
+    assert [entry[0] for entry in info.skip_log.entries] == [damaged]
 
 
 def test_strict_raises_naming_the_shard(shards):
     folder, _, damaged, _ = shards
-    dataset = video_dataset(str(folder), training=True, strict=True, num_classes=12, batch_size=1, **SAMPLING)
+    dataset = video_dataset(str(folder), SAMPLING, training=True, num_classes=12, batch_size=1,
+                            options=DataOptions(strict=True))
     with pytest.raises(tf.errors.OpError, match=re.escape(damaged) + ": damaged TFRecord shard"):
-        for _ in dataset.dataset:
+        for _ in dataset:
             pass
 
 
@@ -105,10 +109,11 @@ def test_a_record_that_fails_its_checksum_ends_its_shard_there(tmp_path):
     data = bytearray(open(damaged, "rb").read())
     data[sizes[damaged][0] + 12 + 100] ^= 0xFF  # a flipped byte inside the second record's data
     open(damaged, "wb").write(bytes(data))
-    dataset = video_dataset(str(tmp_path), training=False, strict=False, num_classes=6, batch_size=8, **SAMPLING)
-    ids = sorted(i.decode() for _, _, batch in dataset.dataset for i in batch.numpy())
+    dataset, info = video_dataset(str(tmp_path), SAMPLING, training=False, num_classes=6, batch_size=8,
+                                  options=DataOptions(strict=False), with_info=True)
+    ids = sorted(i.decode() for _, _, batch in dataset for i in batch.numpy())
     assert ids == ["video_0", "video_3", "video_4", "video_5"]
-    (shard, reason), = dataset.skip_log.entries
+    (shard, reason), = info.skip_log.entries
     assert shard == damaged and reason.startswith(
         "damaged TFRecord shard: 1 record(s) read, then record #1 failed its checksum or could not be read; "
         "the shard's remaining 2 framed record(s) lost")
@@ -135,17 +140,18 @@ def test_records_with_garbage_frames_are_skipped_by_their_id(tmp_path, caplog):
         writer.write(b"not a SequenceExample at all")
         writer.write(encode_example(index_coded(), 2, "also_good"))
     with caplog.at_level("WARNING", logger="keras_v4d.data"):
-        dataset = video_dataset(path, training=True, num_classes=3, batch_size=1, **SAMPLING)
-        assert sorted(int(labels[0]) for _, labels in dataset.dataset) == [0, 2]
-    reasons = dict(dataset.skip_log.entries)
+        dataset, info = video_dataset(path, SAMPLING, training=True, num_classes=3, batch_size=1, with_info=True)
+        assert sorted(int(labels[0]) for _, labels in dataset) == [0, 2]
+    reasons = dict(info.skip_log.entries)
     assert sorted(reasons) == sorted(["garbage", "cut_jpegs", f"{path} record #3"])
     assert reasons["garbage"].startswith("frame 0 of 20 is not a decodable JPEG")
     assert reasons["cut_jpegs"].startswith("frame 0 of 20 is not a decodable JPEG")
     assert reasons[f"{path} record #3"].startswith("not a video SequenceExample")
     assert "garbage" in caplog.text and "cut_jpegs" in caplog.text
-    strict = video_dataset(path, training=False, strict=True, num_classes=3, batch_size=1, **SAMPLING)
+    strict = video_dataset(path, SAMPLING, training=False, num_classes=3, batch_size=1,
+                           options=DataOptions(strict=True))
     with pytest.raises(tf.errors.OpError, match="garbage: frame 0 of 20 is not a decodable JPEG"):
-        list(strict.dataset)
+        list(strict)
 
 
 @pytest.fixture(scope="module")
@@ -176,25 +182,27 @@ def cut_video(tmp_path_factory):
 
 def test_a_cut_video_is_used_and_recorded_as_repaired(cut_video):
     folder, plain = cut_video
-    dataset = video_dataset(str(folder / "list.txt"), training=True, batch_size=1, num_classes=3, **SAMPLING)
-    units = {int(labels[0]): frame_index_of(v.numpy()[0]) for v, labels in dataset.dataset}
+    dataset, info = video_dataset(str(folder / "list.txt"), SAMPLING, training=True, batch_size=1, num_classes=3,
+                                  with_info=True)
+    units = {int(labels[0]): frame_index_of(v.numpy()[0]) for v, labels in dataset}
     assert sorted(units) == [0, 1]  # the cut file is used; the stub (no whole frame) is skipped
-    (video, decoded, claimed), = dataset.skip_log.repaired
+    (video, decoded, claimed), = info.skip_log.repaired
     assert (video, claimed) == ("cut.mp4", NUM_FRAMES) and plain <= decoded < NUM_FRAMES
     assert units[1].max() < decoded  # sampled over the frames that decode
-    (stub, reason), = dataset.skip_log.entries
+    (stub, reason), = info.skip_log.entries
     assert stub == "stub.mp4" and f"no frame decodes (the file claims {NUM_FRAMES})" in reason
-    assert dataset.skip_log.counts() == {"skipped": 1, "repaired": 1}
-    assert "1 video(s) skipped, 1 repaired" in dataset.skip_log.summary()
-    assert f"cut.mp4: {decoded} / {NUM_FRAMES}" in dataset.skip_log.summary()
+    assert info.skip_log.counts() == {"skipped": 1, "repaired": 1}
+    assert "1 video(s) skipped, 1 repaired" in info.skip_log.summary()
+    assert f"cut.mp4: {decoded} / {NUM_FRAMES}" in info.skip_log.summary()
 
 
 def test_evaluation_of_a_cut_video_samples_the_decoded_frames(cut_video):
     folder, _ = cut_video
     (folder / "eval.txt").write_text("cut.mp4 1\n")
-    dataset = video_dataset(str(folder / "eval.txt"), training=False, strict=True, batch_size=1, **SAMPLING)
-    views, _, _ = next(iter(dataset.dataset))  # a repair is not an error, even in strict mode
-    (_, decoded, _), = dataset.skip_log.repaired
+    dataset, info = video_dataset(str(folder / "eval.txt"), SAMPLING, training=False, batch_size=1,
+                                  options=DataOptions(strict=True), with_info=True)
+    views, _, _ = next(iter(dataset))  # a repair is not an error, even in strict mode
+    (_, decoded, _), = info.skip_log.repaired
     np.testing.assert_array_equal(frame_index_of(views.numpy()[0, 0]),
                                   segment_indices(decoded, 2, 2, 2, training=False).numpy())
 
@@ -214,8 +222,8 @@ def test_read_frames_says_how_many_frames_decode(cut_video):
 def test_start_up_opens_no_file(tmp_path):
     lines = [f"missing/video_{i}.mp4 {i % 5}" for i in range(5000)]
     (tmp_path / "big.txt").write_text("\n".join(lines) + "\n")
-    dataset = video_dataset(str(tmp_path / "big.txt"), training=True, batch_size=8, **SAMPLING)
-    assert dataset.num_videos == 5000 and dataset.skip_log.count == 0  # nothing was opened to build it
+    dataset, info = video_dataset(str(tmp_path / "big.txt"), SAMPLING, training=True, batch_size=8, with_info=True)
+    assert info.num_videos == 5000 and info.skip_log.count == 0  # nothing was opened to build it
 
 
 def _raw_h264(size, num_frames):
@@ -247,8 +255,7 @@ def test_a_video_whose_resolution_changes_mid_stream_is_a_named_read_error(tmp_p
     with pytest.raises(VideoReadError, match=r"switch\.h264: the resolution changes mid-stream .*64×48.*48×32"):
         read_frames(str(path), [0, 15])
     with pytest.raises(VideoReadError, match="resolution changes mid-stream"):
-        load_video_views(str(path), num_units=2, frames_per_unit=2, stride=4, crop_size=32, short_side=32,
-                         num_crops=1)
+        load_video_views(str(path), unit_sampling(2, 2, 4, 32, 32, crops=1))
     good = tmp_path / "good.mp4"
     write_video(str(good), index_coded(20, 32))
     model = build_resnet3d(18, None, classes=2, width=0.25)

@@ -20,12 +20,13 @@ from keras_v4d.cli.common import EXIT_TERMINATED
 from keras_v4d.cli.main import main
 from keras_v4d.data import normalize_imagenet, service_video_dataset, write_video
 from tests.commands import run_tool
+from tests.data import unit_sampling
 from tests.training.runs import train_command, write_tiny_dataset
 
 pytestmark = pytest.mark.serial  # starts processes, sends signals or waits on time: run alone
 
 NUM_VIDEOS = 24
-SAMPLING = dict(num_units=2, frames_per_unit=2, stride=2, crop_size=32, short_side=32)
+SAMPLING = unit_sampling(2, 2, 2, 32, 32)
 
 
 def _free_port():
@@ -115,16 +116,16 @@ def _reading_threads():
 
 def test_every_video_once_per_epoch_in_a_new_order(cluster, colour_list, tmp_path):
     address, _ = cluster
-    data, reader = service_video_dataset(address, str(colour_list), batch_size=4, **SAMPLING)
-    assert data.num_videos == NUM_VIDEOS
-    epochs = [[i for videos, _ in data.dataset for i in _identify(videos)] for _ in range(2)]
+    dataset, info, reader = service_video_dataset(address, str(colour_list), SAMPLING, batch_size=4)
+    assert info.num_videos == NUM_VIDEOS
+    epochs = [[i for videos, _ in dataset for i in _identify(videos)] for _ in range(2)]
     for seen in epochs:
         assert sorted(seen) == list(range(NUM_VIDEOS))
-    assert reader.lost == [] and data.skip_log.counts() == {"skipped": 0, "repaired": 0}
+    assert reader.lost == [] and info.skip_log.counts() == {"skipped": 0, "repaired": 0}
     assert epochs[0] != epochs[1]  # a new permutation every epoch
     other = write_tiny_dataset(tmp_path)  # a list the workers were not started with
     with pytest.raises(tf.errors.OpError, match="does not serve this training list"):
-        list(service_video_dataset(address, str(other), batch_size=2, **SAMPLING)[0].dataset)
+        list(service_video_dataset(address, str(other), SAMPLING, batch_size=2)[0])
     assert not _reading_threads()
 
 
@@ -134,6 +135,17 @@ def test_only_video_file_lists_are_served(tmp_path):
         service_video_dataset("grpc://127.0.0.1:1", str(tmp_path / "rawframes.txt"))
     with pytest.raises(ValueError, match="expected grpc://HOST:PORT"):
         service_video_dataset("http://127.0.0.1:1", str(tmp_path / "rawframes.txt"))
+
+
+def test_the_service_takes_a_sampling_and_options_records(tmp_path):
+    write_video(str(tmp_path / "v.mp4"), np.zeros((4, 16, 16, 3), np.uint8))
+    (tmp_path / "list.txt").write_text("v.mp4 0\n")
+    with pytest.raises(TypeError, match="service_video_dataset: `sampling` must be a VideoSampling, got dict"):
+        service_video_dataset("grpc://127.0.0.1:1", str(tmp_path / "list.txt"), {"train_units": 2})
+    with pytest.raises(TypeError, match="service_video_dataset: `options` must be a DataOptions, got dict"):
+        service_video_dataset("grpc://127.0.0.1:1", str(tmp_path / "list.txt"), options={"strict": True})
+    with pytest.raises(ValueError, match="service_video_dataset: `batch_size` must be a positive int, got 0"):
+        service_video_dataset("grpc://127.0.0.1:1", str(tmp_path / "list.txt"), batch_size=0)
 
 
 def test_training_reads_every_video_once_per_epoch_from_the_service(cluster, colour_list, tmp_path):
@@ -173,8 +185,8 @@ def test_a_worker_needs_a_dispatcher_and_a_list(capsys):
 
 def test_a_worker_killed_mid_epoch_loses_only_what_it_held_and_the_run_goes_on(own_cluster, colour_list, capfd):
     address, workers = next(own_cluster)
-    data, reader = service_video_dataset(address, str(colour_list), batch_size=1, stall=4, **SAMPLING)
-    batches = iter(data.dataset)
+    dataset, _, reader = service_video_dataset(address, str(colour_list), SAMPLING, batch_size=1, stall=4)
+    batches = iter(dataset)
     seen = _identify(next(batches)[0])
     workers[1].send_signal(signal.SIGKILL)
     seen += [i for videos, _ in batches for i in _identify(videos)]
@@ -182,7 +194,7 @@ def test_a_worker_killed_mid_epoch_loses_only_what_it_held_and_the_run_goes_on(o
     assert len(seen) == len(set(seen))  # nothing twice
     assert sorted(seen + lost) == list(range(NUM_VIDEOS))  # the rest is counted as lost, by name
     print(f"lost to the killed worker: {len(lost)} of {NUM_VIDEOS}")
-    after = [i for videos, _ in data.dataset for i in _identify(videos)]  # the next epoch, one worker
+    after = [i for videos, _ in dataset for i in _identify(videos)]  # the next epoch, one worker
     assert sorted(after) == list(range(NUM_VIDEOS)) and reader.lost == []
     # An epoch whose job waits for the dead worker's task ends by the stall: its read is cancelled,
     # so no service client is left calling the dispatcher once the cluster is gone.

@@ -13,6 +13,7 @@ import tensorflow as tf
 
 from keras_v4d.data import (
     MAX_FRAME_PIXELS,
+    DataOptions,
     VideoReadError,
     load_video_views,
     read_frames,
@@ -23,9 +24,10 @@ from keras_v4d.data import (
 from keras_v4d.data.frame_size import encoded_frame_size, frame_size_of
 from keras_v4d.data.tfrecord import encode_example, encode_jpeg_example
 from keras_v4d.data.video_io import read_rawframe_folder, sample_video
+from tests.data import unit_sampling
 
 LIMIT = 32 * 32  # the tests' limit: 32×32 frames pass, 64×64 ones are over it
-SAMPLING = dict(num_units=2, frames_per_unit=2, stride=2, crop_size=32, short_side=32, batch_size=1)
+SAMPLING = unit_sampling(2, 2, 2, 32, 32)
 
 
 def frames(size, num_frames=6):
@@ -75,24 +77,26 @@ def test_a_video_over_the_limit_is_refused_from_its_header_before_decoding(video
     with pytest.raises(VideoReadError, match=f"huge.mp4: a frame of 4096×4104 .* over the limit of {MAX_FRAME_PIXELS}"):
         read_frames(huge, [0])
     with pytest.raises(VideoReadError, match=re.escape(over_limit(large, 64))):
-        load_video_views(large, num_units=2, frames_per_unit=2, stride=2, crop_size=32, short_side=32, num_crops=1,
-                         max_frame_pixels=LIMIT)
+        load_video_views(large, unit_sampling(2, 2, 2, 32, 32, crops=1), max_frame_pixels=LIMIT)
 
 
 def test_video_file_pipeline_skips_and_logs_a_video_over_the_limit(videos, caplog):
     with caplog.at_level("WARNING", logger="keras_v4d.data"):
-        dataset = video_dataset(str(videos / "list.txt"), training=True, max_frame_pixels=LIMIT, **SAMPLING)
-        labels = [int(y[0]) for _, y in dataset.dataset]
+        dataset, info = video_dataset(str(videos / "list.txt"), SAMPLING, batch_size=1, training=True,
+                                      options=DataOptions(max_frame_pixels=LIMIT), with_info=True)
+        labels = [int(y[0]) for _, y in dataset]
     assert labels == [0]
-    (video, reason), = dataset.skip_log.entries
+    (video, reason), = info.skip_log.entries
     assert video == "large.mp4" and reason.startswith(over_limit(str(videos / "large.mp4"), 64))
     assert "large.mp4" in caplog.text and "max_frame_pixels" in caplog.text
     # The default limit: a 4104×4096 file of a few kB is skipped, the small video is read.
-    dataset = video_dataset(str(videos / "huge.txt"), training=False, strict=False, **SAMPLING)
-    assert [ids[0].numpy().decode() for _, _, ids in dataset.dataset] == ["small.mp4"]
-    assert dataset.skip_log.entries[0][0] == "huge.mp4" and str(MAX_FRAME_PIXELS) in dataset.skip_log.entries[0][1]
+    dataset, info = video_dataset(str(videos / "huge.txt"), SAMPLING, batch_size=1, training=False,
+                                  options=DataOptions(strict=False), with_info=True)
+    assert [ids[0].numpy().decode() for _, _, ids in dataset] == ["small.mp4"]
+    assert info.skip_log.entries[0][0] == "huge.mp4" and str(MAX_FRAME_PIXELS) in info.skip_log.entries[0][1]
     with pytest.raises(ValueError, match="`max_frame_pixels` must be a positive int or None"):
-        video_dataset(str(videos / "list.txt"), training=True, max_frame_pixels=0, **SAMPLING)
+        video_dataset(str(videos / "list.txt"), SAMPLING, batch_size=1, training=True,
+                      options=DataOptions(max_frame_pixels=0))
 
 
 def _raw_h264(size, num_frames):
@@ -127,10 +131,11 @@ def test_rawframe_pipeline_skips_and_logs_a_folder_over_the_limit(tmp_path, capl
     _write_rawframes(tmp_path / "png", frames(64), tf.io.encode_png)  # PNG data under .jpg names decodes too
     (tmp_path / "list.txt").write_text("small 6 0\nlarge 6 1\npng 6 1\n")
     with caplog.at_level("WARNING", logger="keras_v4d.data"):
-        dataset = video_dataset(str(tmp_path / "list.txt"), training=True, max_frame_pixels=LIMIT, **SAMPLING)
-        labels = [int(y[0]) for _, y in dataset.dataset]
+        dataset, info = video_dataset(str(tmp_path / "list.txt"), SAMPLING, batch_size=1, training=True,
+                                      options=DataOptions(max_frame_pixels=LIMIT), with_info=True)
+        labels = [int(y[0]) for _, y in dataset]
     assert labels == [0]
-    reasons = dict(dataset.skip_log.entries)
+    reasons = dict(info.skip_log.entries)
     assert sorted(reasons) == ["large", "png"]
     for name in ("large", "png"):
         assert reasons[name].startswith(over_limit(f"frame file {tmp_path / name / 'img_00001.jpg'}", 64)), reasons
@@ -138,8 +143,9 @@ def test_rawframe_pipeline_skips_and_logs_a_folder_over_the_limit(tmp_path, capl
     first = tmp_path / "large" / "img_00001.jpg"
     with pytest.raises(VideoReadError, match=re.escape(over_limit(f"frame file {first}", 64))):
         read_rawframe_folder(str(tmp_path / "large"), 6, "img_{:05d}.jpg", 1, max_frame_pixels=LIMIT)
-    unlimited = video_dataset(str(tmp_path / "list.txt"), training=True, max_frame_pixels=None, **SAMPLING)
-    assert sorted(int(y[0]) for _, y in unlimited.dataset) == [0, 1, 1] and unlimited.skip_log.count == 0
+    unlimited, unlimited_info = video_dataset(str(tmp_path / "list.txt"), SAMPLING, batch_size=1, training=True,
+                                              options=DataOptions(max_frame_pixels=None), with_info=True)
+    assert sorted(int(y[0]) for _, y in unlimited) == [0, 1, 1] and unlimited_info.skip_log.count == 0
 
 
 def test_tfrecord_pipeline_skips_and_logs_a_record_over_the_limit(tmp_path, caplog):
@@ -150,15 +156,18 @@ def test_tfrecord_pipeline_skips_and_logs_a_record_over_the_limit(tmp_path, capl
         writer.write(encode_jpeg_example([tf.io.encode_png(f).numpy() for f in frames(64)], 1, "png"))
         writer.write(encode_example(frames(32), 2, "also_small"))
     with caplog.at_level("WARNING", logger="keras_v4d.data"):
-        dataset = video_dataset(path, training=False, strict=False, max_frame_pixels=LIMIT, **SAMPLING)
-        ids = [ids[0].numpy().decode() for _, _, ids in dataset.dataset]
+        dataset, info = video_dataset(path, SAMPLING, batch_size=1, training=False, options=DataOptions(strict=False,
+                                      max_frame_pixels=LIMIT), with_info=True)
+        ids = [ids[0].numpy().decode() for _, _, ids in dataset]
     assert sorted(ids) == ["also_small", "small"]
-    reasons = dict(dataset.skip_log.entries)
+    reasons = dict(info.skip_log.entries)
     assert reasons["large"] == f"{over_limit('frame 0 of 6', 64)} (max_frame_pixels); not decoded (record #1 of {path})"
     assert reasons["png"] == f"{over_limit('frame 0 of 6', 64)} (max_frame_pixels); not decoded (record #2 of {path})"
     assert "large" in caplog.text and "record #1" in caplog.text
-    strict = video_dataset(path, training=False, strict=True, max_frame_pixels=LIMIT, **SAMPLING)
+    strict = video_dataset(path, SAMPLING, batch_size=1, training=False, options=DataOptions(strict=True,
+                           max_frame_pixels=LIMIT))
     with pytest.raises(tf.errors.OpError, match="large: frame 0 of 6: a frame of 64×64"):
-        list(strict.dataset)
-    unlimited = video_dataset(path, training=False, strict=True, max_frame_pixels=None, **SAMPLING)
-    assert len(list(unlimited.dataset)) == 4
+        list(strict)
+    unlimited = video_dataset(path, SAMPLING, batch_size=1, training=False, options=DataOptions(strict=True,
+                              max_frame_pixels=None))
+    assert len(list(unlimited)) == 4

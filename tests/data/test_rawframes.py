@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from keras_v4d.data import (
     BadVideoError,
+    DataOptions,
     RawFrames,
     read_all_frames,
     read_rawframe_annotations,
@@ -21,9 +22,10 @@ from keras_v4d.data.convert import convert
 from keras_v4d.data.sources import parse_frame_template
 from keras_v4d.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from tests.commands import run_tool
+from tests.data import unit_sampling
 
 LEVEL = 8  # frame i of the index-coded videos is uniform grey LEVEL·i: a decoded frame tells its index
-SAMPLING = dict(num_units=3, frames_per_unit=2, stride=3, crop_size=32, short_side=32)
+SAMPLING = unit_sampling(3, 2, 3, 32, 32)
 JPEG_QUALITY = 95
 
 
@@ -116,12 +118,12 @@ def test_rawframe_lists_are_recognised(data):
 
 
 def test_evaluation_gives_the_video_files_frames(data):
-    kwargs = dict(training=False, batch_size=1, num_crops=3, **SAMPLING)
+    kwargs = dict(sampling=SAMPLING, training=False, batch_size=1)  # 3 crops
     from_videos = {ids.numpy()[0].decode(): v.numpy()
-                   for v, _, ids in video_dataset(str(data / "videos.txt"), **kwargs).dataset}
-    frames = video_dataset(str(data / "rawframes.txt"), **kwargs)
-    from_frames = {ids.numpy()[0].decode(): v.numpy() for v, _, ids in frames.dataset}
-    assert frames.num_videos == 3 and frames.skip_log.counts() == {"skipped": 0, "repaired": 0}
+                   for v, _, ids in video_dataset(str(data / "videos.txt"), **kwargs)}
+    frames, frames_info = video_dataset(str(data / "rawframes.txt"), **kwargs, with_info=True)
+    from_frames = {ids.numpy()[0].decode(): v.numpy() for v, _, ids in frames}
+    assert frames_info.num_videos == 3 and frames_info.skip_log.counts() == {"skipped": 0, "repaired": 0}
     assert sorted(from_frames) == ["frames/jump", "frames/walk", "frames/wave"]
     for name in ("walk", "jump", "wave"):
         a, b = grey_levels(from_videos[f"{name}.mp4"]), grey_levels(from_frames[f"frames/{name}"])
@@ -138,11 +140,11 @@ def test_evaluation_gives_the_video_files_frames(data):
 def test_training_with_a_seed_gives_the_same_units_as_the_video_files(data):
     (data / "index_videos.txt").write_text("walk.mp4 0\njump.mp4 1\n")
     (data / "index_frames.txt").write_text("frames/walk 20 0\nframes/jump 26 1\n")
-    kwargs = dict(training=True, batch_size=1, seed=11, **SAMPLING)
+    kwargs = dict(sampling=SAMPLING, training=True, batch_size=1, options=DataOptions(seed=11))
 
     def units(listing):
         return {int(labels[0]): frame_index_of(v.numpy()[0])
-                for v, labels in video_dataset(str(data / listing), **kwargs).dataset}
+                for v, labels in video_dataset(str(data / listing), **kwargs)}
 
     from_videos, from_frames = units("index_videos.txt"), units("index_frames.txt")
     assert sorted(from_frames) == [0, 1]
@@ -156,10 +158,11 @@ def test_training_with_a_seed_gives_the_same_units_as_the_video_files(data):
 
 def test_bad_folders_are_skipped_and_logged_by_name(data, caplog):
     with caplog.at_level("WARNING", logger="keras_v4d.data"):
-        dataset = video_dataset(str(data / "mixed.txt"), training=True, num_classes=3, batch_size=1, **SAMPLING)
-        labels = sorted(int(labels[0]) for _, labels in dataset.dataset)
-    assert labels == [0, 1] and dataset.num_videos == 6  # 7 lines, the mislabelled one rejected up front
-    reasons = dict(dataset.skip_log.entries)
+        dataset, info = video_dataset(str(data / "mixed.txt"), SAMPLING, training=True, num_classes=3, batch_size=1,
+                                      with_info=True)
+        labels = sorted(int(labels[0]) for _, labels in dataset)
+    assert labels == [0, 1] and info.num_videos == 6  # 7 lines, the mislabelled one rejected up front
+    reasons = dict(info.skip_log.entries)
     assert sorted(reasons) == sorted(BAD_REASONS)
     for name, reason in BAD_REASONS.items():
         assert reasons[name].startswith(reason.format(root=data)), (name, reasons[name])
@@ -167,29 +170,30 @@ def test_bad_folders_are_skipped_and_logged_by_name(data, caplog):
 
 
 def test_evaluation_yields_every_readable_folder_and_lists_the_others(data):
-    dataset = video_dataset(str(data / "mixed.txt"), training=False, strict=False, num_classes=3, batch_size=2,
-                            **SAMPLING)
-    ids = sorted(i.decode() for _, _, batch in dataset.dataset for i in batch.numpy())
+    dataset, info = video_dataset(str(data / "mixed.txt"), SAMPLING, training=False, num_classes=3, batch_size=2,
+                                  options=DataOptions(strict=False), with_info=True)
+    ids = sorted(i.decode() for _, _, batch in dataset for i in batch.numpy())
     assert ids == ["frames/jump", "frames/walk"]
-    assert sorted(video for video, _ in dataset.skip_log.entries) == sorted(BAD_REASONS)
+    assert sorted(video for video, _ in info.skip_log.entries) == sorted(BAD_REASONS)
 
 
 def test_strict_raises_naming_the_folder(data):
     (data / "one_bad.txt").write_text("frames/walk 20 0\nframes/holes 20 1\n")
-    dataset = video_dataset(str(data / "one_bad.txt"), training=True, strict=True, batch_size=1, **SAMPLING)
+    dataset = video_dataset(str(data / "one_bad.txt"), SAMPLING, training=True, batch_size=1,
+                            options=DataOptions(strict=True))
     with pytest.raises(tf.errors.OpError, match="frames/holes: frame file .*img_00002.jpg missing"):
-        list(dataset.dataset)
+        list(dataset)
     with pytest.raises(BadVideoError, match="frames/mislabelled: label 7"):
-        video_dataset(str(data / "mixed.txt"), training=False, num_classes=3, **SAMPLING)
+        video_dataset(str(data / "mixed.txt"), SAMPLING, training=False, num_classes=3)
 
 
 def test_custom_template_and_start_index(tmp_path):
     write_video(str(tmp_path / "v.mp4"), index_coded(12), quality=0)
     extract_rawframes(tmp_path / "v.mp4", tmp_path / "v", template="frame_{:04d}.jpg", start=0)
     (tmp_path / "list.txt").write_text("v 12 0\n")
-    dataset = video_dataset(str(tmp_path / "list.txt"), training=False, batch_size=1, frame_template="frame_%04d.jpg",
-                            frame_start=0, **SAMPLING)
-    views, _, _ = next(iter(dataset.dataset))
+    source = resolve_source(str(tmp_path / "list.txt"), frame_template="frame_%04d.jpg", frame_start=0)
+    dataset = video_dataset(source, SAMPLING, training=False, batch_size=1)
+    views, _, _ = next(iter(dataset))
     np.testing.assert_array_equal(frame_index_of(views.numpy()[0, 0]), segment_indices(12, 3, 2, 3, False).numpy())
 
 
@@ -202,13 +206,13 @@ def test_converter_accepts_rawframe_lists(data, tmp_path):
     assert sorted(reasons) == ["frames/cut_jpegs", "frames/gone", "frames/holes", "frames/overclaimed"]
     for name in reasons:
         assert reasons[name].startswith(BAD_REASONS[name].format(root=data)), reasons[name]
-    kwargs = dict(training=False, batch_size=1, strict=False, num_classes=3, **SAMPLING)
-    records = video_dataset(str(tmp_path), **kwargs)
-    from_records = {ids.numpy()[0].decode(): v.numpy() for v, _, ids in records.dataset}
-    assert records.num_videos == 3 and [v for v, _ in records.skip_log.entries] == ["frames/mislabelled"]
+    kwargs = dict(sampling=SAMPLING, training=False, batch_size=1, options=DataOptions(strict=False), num_classes=3)
+    records, records_info = video_dataset(str(tmp_path), **kwargs, with_info=True)
+    from_records = {ids.numpy()[0].decode(): v.numpy() for v, _, ids in records}
+    assert records_info.num_videos == 3 and [v for v, _ in records_info.skip_log.entries] == ["frames/mislabelled"]
     (data / "good_frames.txt").write_text("frames/walk 20 0\nframes/jump 26 1\n")
     from_frames = {ids.numpy()[0].decode(): v.numpy() for v, _, ids in video_dataset(str(data / "good_frames.txt"),
-                                                                                      **kwargs).dataset}
+                                                                                     **kwargs)}
     assert sorted(from_records) == sorted(from_frames)
     for name in from_frames:  # the converter stores the folders' JPEG files as they are: no second loss
         np.testing.assert_array_equal(from_records[name], from_frames[name])

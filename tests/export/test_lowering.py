@@ -6,10 +6,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_v4d.export import export_tflite, run_tflite, tflite_ops
-from keras_v4d.export.lowering import conv3d_frames, conv4d_frames, lower
+from keras_v4d.export import LOWERING_RULES, export_tflite, lowering_rule, run_tflite, tflite_ops
+from keras_v4d.export.frame_convolutions import conv3d_frames, conv4d_frames
+from keras_v4d.export.lowering import lower
+from keras_v4d.layers import FoldUnits
 from keras_v4d.models import build_resnet3d
 from keras_v4d.models.preprocessing import preprocess_input
+from keras_v4d.records.sampling import VideoSampling
 
 # (depth, block4d, U, T, extra builder arguments): I3D-S is one unit; TSN, V4D and F4D several
 NETWORKS = {
@@ -66,7 +69,8 @@ def test_the_tflite_file_is_rank_4_conv2d_and_gives_the_keras_probabilities(name
     expected = _keras(model, video)
     assert expected.max() < 0.99  # not one-hot: the comparison means something
 
-    path = export_tflite(model, str(tmp_path / f"{name}.tflite"), units, frames, SIZE)
+    sampling = VideoSampling(train_units=units, frames_per_unit=frames, crop_size=SIZE)  # the file's U, T, S
+    path = export_tflite(model, str(tmp_path / f"{name}.tflite"), sampling)
     plain = Interpreter(model_path=path, experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     plain.allocate_tensors()
     (inp,) = plain.get_input_details()
@@ -139,3 +143,32 @@ def test_a_layer_without_a_rank_4_form_is_named():
     model = keras.Model(inputs, keras.layers.GlobalAveragePooling3D()(x))
     with pytest.raises(ValueError, match=r"no rank-4 form of layer .*\(Reshape\)"):
         lower(model, 2, 2, 32).get_concrete_function()
+
+
+class _Doubling(keras.layers.Layer):
+    def call(self, inputs):
+        return 2.0 * inputs
+
+
+class _CappedReLU(keras.layers.ReLU):
+    """A subclass without a rule of its own: lowered by ``ReLU``'s."""
+
+
+def test_rules_are_looked_up_along_the_class_hierarchy_and_a_registered_rule_is_used():
+    inputs = keras.Input((1, 2, 16, 16, 3))
+    x = keras.layers.Conv3D(4, (1, 3, 3), padding="same")(FoldUnits()(inputs))
+    x = _Doubling()(_CappedReLU()(x))
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(keras.layers.GlobalMaxPooling3D()(x)))
+    with pytest.raises(ValueError, match=r"no rank-4 form of layer .*\(_Doubling\)"):
+        lower(model, 1, 2, 16).get_concrete_function()
+
+    @lowering_rule(_Doubling)
+    def double(layer, value):
+        return value.mapped(lambda tensor: 2.0 * tensor)
+
+    try:
+        video = _video(1, 2, size=16)
+        got = lower(model, 1, 2, 16)(tf.constant(video.reshape(2, 16, 16, 3)))["probabilities"].numpy()
+        np.testing.assert_allclose(got, _keras(model, video), atol=1e-5)
+    finally:
+        del LOWERING_RULES[_Doubling]

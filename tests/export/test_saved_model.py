@@ -5,7 +5,6 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
-from tests.export.test_lowering import _calibrate, _randomized
 
 from keras_v4d import _compat
 from keras_v4d.data import normalize_imagenet, video_dataset, write_video
@@ -20,10 +19,11 @@ from keras_v4d.export import (
     tflite_interpreter,
     tflite_ops,
 )
-from keras_v4d.models import build_resnet3d
+from keras_v4d.models import V4DResNet18, build_resnet3d
 from keras_v4d.records.run_files import write_settings
 from keras_v4d.records.sampling import VideoSampling
 from tests.commands import run_tool
+from tests.export.test_lowering import _calibrate, _randomized
 
 # the TFLite / ONNX input of the tests' exports: U=4 units of T=2 frames at 32²
 SAMPLING = VideoSampling(train_units=4, frames_per_unit=2, stride=2, crop_size=32, short_side=36, test_num_units=4,
@@ -57,7 +57,7 @@ def test_tflite_variants_match_the_keras_model(model, tmp_path):
     video = _video((1, 4, 2, 32, 32, 3), seed=1)
     expected = _keras_probabilities(model, video)
     for variant, tolerance in (("float32", 1e-5), ("dynamic", 1e-2), ("fp16", 1e-2)):
-        path = export_tflite(model, str(tmp_path / f"{variant}.tflite"), 4, 2, 32, variant)
+        path = export_tflite(model, str(tmp_path / f"{variant}.tflite"), SAMPLING, variant)
         # the file takes the video's U·T frames; its sampled units (1, U, T, S, S, 3) are taken too
         for given in (video.reshape(8, 32, 32, 3), video):
             np.testing.assert_allclose(run_tflite(path, given), expected, atol=tolerance, err_msg=variant)
@@ -70,19 +70,26 @@ def test_tflite_variants_match_the_keras_model(model, tmp_path):
 
 def test_export_errors_name_what_is_wrong(model, tmp_path):
     with pytest.raises(ValueError, match="TFLite needs a static input shape"):
-        export_tflite(model, str(tmp_path / "x.tflite"), None, 2, 32)
+        export_tflite(model, str(tmp_path / "x.tflite"), None)
+    four_frames = VideoSampling(frames_per_unit=4)
     with pytest.raises(ValueError, match="the model takes frames_per_unit=2, cannot export it with 4"):
-        export_saved_model(model, str(tmp_path / "y"), frames_per_unit=4)
+        export_saved_model(model, str(tmp_path / "y"), four_frames, static=("frames_per_unit",))
+    with pytest.raises(ValueError, match="the model takes frames_per_unit=2, cannot export it with 4"):
+        export_saved_model(model, str(tmp_path / "y"), four_frames)  # the whole-video signatures' T
+    with pytest.raises(ValueError, match="the model takes frames_per_unit=2, cannot export it with 4"):
+        export_tflite(model, str(tmp_path / "x.tflite"), four_frames)
+    with pytest.raises(ValueError, match=r"`static` takes fields among .*got \['frames'\]"):
+        export_saved_model(model, str(tmp_path / "y"), static=("frames",))
     with pytest.raises(ValueError, match="the int8 TFLite variant needs `representative_frames`"):
-        export_tflite(model, str(tmp_path / "x.tflite"), 4, 2, 32, "int8")
+        export_tflite(model, str(tmp_path / "x.tflite"), SAMPLING, "int8")
     with pytest.raises(ValueError, match=r"representative_frames takes uint8 RGB frames .*got float32"):
-        export_tflite(model, str(tmp_path / "x.tflite"), 4, 2, 32, "int8", np.zeros((1, 8, 32, 32, 3), np.float32))
+        export_tflite(model, str(tmp_path / "x.tflite"), SAMPLING, "int8", np.zeros((1, 8, 32, 32, 3), np.float32))
     with pytest.raises(ValueError, match=r"representative_frames takes video frames of shape \(8, 32, 32, 3\)"):
-        export_tflite(model, str(tmp_path / "x.tflite"), 4, 2, 32, "int8", [_video((6, 32, 32, 3))])
+        export_tflite(model, str(tmp_path / "x.tflite"), SAMPLING, "int8", [_video((6, 32, 32, 3))])
     with pytest.raises(ValueError, match="calibrate the int8 variant only"):
-        export_tflite(model, str(tmp_path / "x.tflite"), 4, 2, 32, "fp16", [_video((8, 32, 32, 3))])
+        export_tflite(model, str(tmp_path / "x.tflite"), SAMPLING, "fp16", [_video((8, 32, 32, 3))])
     with pytest.raises(ValueError, match="ONNX needs a static input shape"):
-        export_onnx(model, str(tmp_path / "x.onnx"), 4, 2, None)
+        export_onnx(model, str(tmp_path / "x.onnx"), None)
     with pytest.raises(ValueError, match="no annotation list, folder or TFRecord files at .*nowhere"):
         representative_videos(str(tmp_path / "nowhere"), SAMPLING)
     missing = run_tool("export", f"--checkpoint={tmp_path / 'nope.keras'}", f"--output={tmp_path / 'out'}")
@@ -114,12 +121,12 @@ def _temporaries(folder):
 
 def test_a_failed_tflite_conversion_leaves_the_previous_file(model, tmp_path, monkeypatch):
     path = tmp_path / "model.tflite"
-    export_tflite(model, str(path), 4, 2, 32)
+    export_tflite(model, str(path), SAMPLING)
     previous = path.read_bytes()
     monkeypatch.setattr(tf.lite.TFLiteConverter, "convert", _failing)
     with pytest.raises(ExportError, match=r"TFLite \(float32\) conversion for .*model\.tflite failed "
                                           r"\(RuntimeError: converter refused an op\)"):
-        export_tflite(model, str(path), 4, 2, 32)
+        export_tflite(model, str(path), SAMPLING)
     assert path.read_bytes() == previous and _temporaries(tmp_path) == []
 
 
@@ -141,7 +148,8 @@ def test_a_failed_saved_model_export_leaves_the_previous_folder(model, tmp_path,
     assert {p.relative_to(path): p.read_bytes() for p in path.rglob("*") if p.is_file()} == before
     assert _temporaries(tmp_path) == []
     monkeypatch.setattr(tf.saved_model, "save", real_save)
-    export_saved_model(model, str(path), num_units=3)  # a good export replaces the previous one whole
+    # a good export replaces the previous one whole
+    export_saved_model(model, str(path), VideoSampling(train_units=3, frames_per_unit=2), static=("train_units",))
     serve = tf.saved_model.load(str(path)).signatures["serving_default"]
     assert serve.structured_input_signature[1]["video"].shape[1] == 3 and _temporaries(tmp_path) == []
     (tmp_path / "file").write_text("x")
@@ -188,8 +196,8 @@ def test_representative_videos_are_the_pipelines_frames_spread_over_the_source(t
     # videos 0, 2 and 5 of 6 (spread, not the first three): grey levels 30, 90, 180 (H.264 moves them a little)
     np.testing.assert_allclose(frames.reshape(3, -1).mean(axis=1), [30, 90, 180], atol=3)
     # the evaluation pipeline's views, rounded back to uint8: within half a grey level
-    views = next(iter(video_dataset(listing, training=False, batch_size=6, num_crops=1, **{
-        **SAMPLING.training_arguments(), "num_units": 4}).dataset))[0].numpy()[[0, 2, 5], 0]
+    evaluation = VideoSampling(**{**SAMPLING.to_dict(), "test_crop_size": 32})  # 4 centred units, a 32² crop
+    views = next(iter(video_dataset(listing, evaluation, training=False, batch_size=6)))[0].numpy()[[0, 2, 5], 0]
     np.testing.assert_allclose(np.asarray(normalize_imagenet(frames)), views.reshape(3, 8, 32, 32, 3),
                                atol=0.5 / 255 / 0.224 + 1e-5)
     assert representative_videos(listing, SAMPLING, count=10).shape[0] == 6  # all there are
@@ -203,7 +211,7 @@ def test_the_int8_tflite_file_is_full_integer_rank_4_and_gives_probabilities(tmp
     model = _randomized(18, "v4d", 2)  # 4D blocks far from the identity (a trained model's are not zero)
     videos = [_video((1, 4, 2, 32, 32, 3), seed=10 + i) for i in range(12)]
     _calibrate(model, videos[0])
-    path = export_tflite(model, str(tmp_path / "int8.tflite"), 4, 2, 32, "int8",
+    path = export_tflite(model, str(tmp_path / "int8.tflite"), SAMPLING, "int8",
                          [video.reshape(8, 32, 32, 3) for video in videos[:8]])
     plain = tflite_interpreter(path, xnnpack=False)
     (inp,), (out,) = plain.get_input_details(), plain.get_output_details()
@@ -240,7 +248,7 @@ def test_the_onnx_file_gives_the_keras_probabilities(tmp_path):
     _calibrate(model, video)
     expected = np.asarray(model(normalize_imagenet(tf.constant(video))))
     assert expected.max() < 0.99  # not one-hot: the comparison means something
-    path = export_onnx(model, str(tmp_path / "model.onnx"), 4, 2, 32)
+    path = export_onnx(model, str(tmp_path / "model.onnx"), SAMPLING)
     for given in (video, video.reshape(8, 32, 32, 3)):
         np.testing.assert_allclose(run_onnx(path, given), expected, atol=1e-4)
     with pytest.raises(ValueError, match=r"takes video frames of shape \(8, 32, 32, 3\)"):
@@ -283,3 +291,33 @@ def test_the_export_tool_writes_every_format_and_int8_only_with_representative_d
     argv[-2:] = [f"--representative_data={tmp_path / 'missing.txt'}", "--formats=tflite"]
     assert export(argv) == 2
     assert "--representative_data: `source`: no annotation list" in capsys.readouterr().err
+
+
+def test_the_export_tool_takes_a_registered_weights_tag(tmp_path, monkeypatch, capsys):
+    from keras_v4d.cli import export as export_tool
+    from keras_v4d.cli.common import execute
+    from keras_v4d.records.presets import _registry, register, sha256_of
+
+    model = V4DResNet18(classes=3, frames_per_unit=2)
+    (tmp_path / "cache" / "keras_v4d").mkdir(parents=True)
+    weights = tmp_path / "cache" / "keras_v4d" / "export_tag.weights.h5"
+    model.save_weights(weights)
+    monkeypatch.setenv("KERAS_V4D_CACHE", str(tmp_path / "cache"))
+    tag_sampling = VideoSampling(train_units=2, frames_per_unit=2, crop_size=32, short_side=36, test_num_units=2,
+                                 test_num_crops=1)
+    register("test_export_tag", {"builder": "V4DResNet18", "arguments": {"classes": 3, "frames_per_unit": 2},
+                                 "file_name": weights.name, "url": None, "sha256": sha256_of(weights),
+                                 "input": tag_sampling.to_dict(), "class_names": ["archery", "bowling", "cycling"]})
+    try:
+        argv = ["export", "--checkpoint=test_export_tag", f"--output={tmp_path / 'out'}", "--formats=tflite",
+                "--tflite_variants=float32"]
+        assert execute("export", export_tool.main, export_tool.FLAGS, export_tool.__doc__, argv) == 0
+        assert "TFLite (float32, input 4×32×32×3: 2 units × 2 frames)" in capsys.readouterr().out  # the tag's U, T, S
+        video = _video((1, 2, 2, 32, 32, 3), seed=5)
+        np.testing.assert_allclose(run_tflite(str(tmp_path / "out" / "model_float32.tflite"), video),
+                                   _keras_probabilities(model, video), atol=1e-5)
+        argv.append("--model=V4DResNet18")
+        assert execute("export", export_tool.main, export_tool.FLAGS, export_tool.__doc__, argv) == 2
+        assert "the weights tag 'test_export_tag' names its architecture" in capsys.readouterr().err
+    finally:
+        del _registry()["test_export_tag"]

@@ -14,10 +14,11 @@ from keras_v4d.data.pipeline import load_video_views
 from keras_v4d.data.video_io import read_all_frames
 from keras_v4d.export import export_saved_model
 from keras_v4d.export.serving import whole_video_functions
-from keras_v4d.inference import predict_videos
+from keras_v4d.inference import predict_videos, unit_combinations
 from keras_v4d.inference.video_level import video_level_predict
 from keras_v4d.records.sampling import VideoSampling
 from tests.conftest import tensorflow_only
+from tests.inference.test_algorithm1 import block_radii, count_block_inputs, distinct_windows, trained_like
 
 pytestmark = tensorflow_only()
 SAMPLING = VideoSampling(train_units=2, frames_per_unit=2, stride=3, crop_size=32, short_side=36, test_num_units=4,
@@ -56,12 +57,28 @@ def test_the_whole_video_function_equals_predict(builder, video):
     model = _trained_looking(getattr(keras_v4d, builder)(classes=3, input_shape=(None, 2, None, None, 3)))
     serve = whole_video_functions(model, SAMPLING, CLASSES, top_k=2)["video_frames"]
     got = serve(tf.constant(read_all_frames(str(video))))
-    expected = _reference(model, load_video_views(str(video), **SAMPLING.test_arguments()))
+    expected = _reference(model, load_video_views(str(video), SAMPLING))
     np.testing.assert_allclose(got["probabilities"].numpy(), expected, atol=1e-5)
     assert np.ptp(expected) > 0.05  # the weights make a difference between the classes
     (path, top, error), = predict_videos(model, [str(video)], SAMPLING, class_names=CLASSES, top_k=2)
     assert error is None and [name.encode() for name, _ in top] == got["top_k_names"].numpy()[0].tolist()
     np.testing.assert_allclose(got["top_k_probabilities"].numpy()[0], [p for _, p in top], atol=1e-5)
+
+
+def test_the_graph_runs_each_block_once_per_distinct_window_and_answers_as_the_network(video, monkeypatch):
+    """The graph holds Algorithm 1's memoised levels (each 4D block on the distinct windows of units
+    only) and its probabilities are the whole network's on every combination of every crop, averaged."""
+    sampling = VideoSampling(**{**SAMPLING.to_dict(), "train_units": 3, "test_num_units": 6})
+    model = trained_like(keras_v4d.V4DResNet18(classes=3, input_shape=(None, 2, None, None, 3)))
+    counts = count_block_inputs(monkeypatch, model, copies=sampling.test_num_crops)
+    got = whole_video_functions(model, sampling)["video_frames"](tf.constant(read_all_frames(str(video))))
+    combinations = unit_combinations(6, 3)  # 8 combinations of 3 units
+    expected = distinct_windows(combinations, block_radii(model, sampling.frames_per_unit))
+    assert counts == expected and expected[0] < combinations.size  # traced once, windows shared
+    views = np.asarray(load_video_views(str(video), sampling))  # (V, U_infer, T, S, S, 3)
+    naive = np.mean([model(views[v][combinations], training=False).numpy() for v in range(len(views))], axis=(0, 1))
+    np.testing.assert_allclose(got["probabilities"].numpy()[0], naive, atol=1e-5)
+    assert naive.max() < 0.99  # not saturated: a wrong feature would show
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +92,7 @@ def exported(video, tmp_path_factory):
 def test_the_saved_model_answers_a_video_file_as_predict_does(exported, video):
     model, loaded = exported
     got = loaded.signatures["video_frames"](frames=tf.constant(read_all_frames(str(video))))
-    expected = _reference(model, load_video_views(str(video), **SAMPLING.test_arguments()))
+    expected = _reference(model, load_video_views(str(video), SAMPLING))
     np.testing.assert_allclose(got["probabilities"].numpy(), expected, atol=1e-4)
     assert got["top_k_names"].numpy()[0, 0].decode() == CLASSES[int(expected.argmax())]
     assert "serving_default" in loaded.signatures  # today's signature is still there
@@ -101,8 +118,7 @@ def test_a_jpeg_frames_rest_request_gets_the_answer_of_evaluate_on_the_rawframes
     for i, data in enumerate(jpegs):
         (folder / f"img_{i + 1:05d}.jpg").write_bytes(data)
     (tmp_path / "rawframes.txt").write_text(f"clip {len(jpegs)} 1\n")
-    views = next(iter(video_dataset(str(tmp_path / "rawframes.txt"), training=False, batch_size=1,
-                                    **SAMPLING.test_arguments()).dataset))[0][0]
+    views = next(iter(video_dataset(str(tmp_path / "rawframes.txt"), SAMPLING, training=False, batch_size=1)))[0][0]
     expected = _reference(model, views)
     for body in (json.dumps({"instances": [{"b64": base64.b64encode(d).decode()} for d in jpegs]}),
                  json.dumps({"inputs": {"frames": [{"b64": base64.b64encode(d).decode()} for d in jpegs]}})):

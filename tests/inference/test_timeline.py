@@ -13,11 +13,12 @@ import pytest
 import tensorflow as tf
 
 from keras_v4d.data import eval_transform, read_frames, segment_indices, write_video
-from keras_v4d.inference import predict_videos, video_level_predict
+from keras_v4d.inference import predict_videos, unit_combinations, video_level_predict
 from keras_v4d.inference.timeline import timeline_grid, video_timeline
 from keras_v4d.models import build_resnet3d
 from keras_v4d.records.sampling import VideoSampling
 from tests.commands import run_tool
+from tests.inference.test_algorithm1 import block_radii, distinct_windows
 
 EXAMPLE = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "examples", "timeline.py")
 _spec = importlib.util.spec_from_file_location("timeline_example", EXAMPLE)
@@ -57,6 +58,11 @@ def test_each_window_equals_predicting_that_window_alone(tmp_path, block4d, crop
     last_window = {140 + grid.unit_step // 2 + grid.unit_step * u for u in range(grid.num_units)}
     on_grid = {grid.unit_start(m) for m in range(grid_units)}
     assert timeline.units_run == grid_units + len(last_window - on_grid) < len(timeline.starts) * grid.num_units
+    # each 4D block ran once per distinct window of units over all the timeline's windows
+    unit_starts = [grid.unit_start(k * grid.hop_units + np.arange(grid.num_units)) for k in range(regular)]
+    combinations = unit_combinations(grid.num_units, sampling.train_units)
+    keys = np.concatenate([np.asarray(starts)[combinations] for starts in unit_starts + [sorted(last_window)]])
+    assert timeline.block_windows_run == distinct_windows(keys, block_radii(model, grid.frames_per_unit))
 
 
 def test_a_video_shorter_than_a_window_gets_predicts_answer(tmp_path):

@@ -14,6 +14,7 @@ from keras_v4d.inference import (
     unit_sections,
     video_level_predict,
 )
+from tests.inference.test_algorithm1 import distinct_windows
 
 pytestmark = pytest.mark.backend_agnostic
 
@@ -88,6 +89,15 @@ def test_memoised_algorithm_equals_naive_rerun(builder, units):
     videos = np.random.rand(1, units, 2, 32, 32, 3).astype("float32")  # T=2: F4D's attention reaches 2 units
     np.testing.assert_allclose(_np(video_level_predict(model, videos, train_units=4)),
                                naive_combinations(model, videos, 4), atol=1e-5)
+
+
+def test_the_predictor_counts_the_distinct_windows_each_block_ran_on():
+    model = keras_v4d.V4DResNet18(classes=3)
+    predictor = VideoLevelPredictor(model)
+    video_level_predict(model, np.random.rand(2, 10, 2, 32, 32, 3).astype("float32"), 4, predictor=predictor)
+    radii = [block.unit_radius(2) for block in model.parts().blocks4d]
+    assert predictor.last_counts == distinct_windows(unit_combinations(10, 4), radii)  # per video
+    assert predictor.last_counts[0] < 36 * 4  # fewer than the combinations' positions
 
 
 def test_f4d_logit_model_with_views():

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import keras_v4d
+from keras_v4d.inference.evaluation import protocol_settings
 from keras_v4d.records.run_files import read_settings, write_settings
 from keras_v4d.records.sampling import DEFAULT_SAMPLING, VideoSampling, resolve_sampling
 from tests.commands import run_tool
@@ -44,10 +45,12 @@ def test_video_sampling_defaults_are_the_papers_and_bad_values_name_the_field():
     # V4D §4.2 (Mini-Kinetics): U=4 units of T=4 frames at τ=8, 224² crops of short side 256; test:
     # U_infer=10 centred units, 3 crops of the full 256 short side.
     assert DEFAULT_SAMPLING == VideoSampling(4, 4, 8, 224, 256, 10, None, 3)
-    assert DEFAULT_SAMPLING.test_arguments() == dict(num_units=10, frames_per_unit=4, stride=8, crop_size=256,
-                                                     short_side=256, num_crops=3)
-    assert DEFAULT_SAMPLING.training_arguments() == dict(num_units=4, frames_per_unit=4, stride=8, crop_size=224,
-                                                         short_side=256)
+    assert protocol_settings(DEFAULT_SAMPLING) == dict(train_units=4, num_units=10, frames_per_unit=4, stride=8,
+                                                       crop_size=256, short_side=256, num_crops=3)
+    training = DEFAULT_SAMPLING
+    assert (training.train_units, training.frames_per_unit, training.stride, training.crop_size,
+            training.short_side) == (4, 4, 8, 224, 256)
+    assert DEFAULT_SAMPLING.area_range == (0.25, 1.0)
     assert VideoSampling.from_dict(DEFAULT_SAMPLING.to_dict()) == DEFAULT_SAMPLING  # a round trip
     with pytest.raises(ValueError, match="`stride` must be a positive int, got 0"):
         VideoSampling(stride=0)
@@ -61,12 +64,24 @@ def test_video_sampling_defaults_are_the_papers_and_bad_values_name_the_field():
         VideoSampling.from_dict({"strides": 4}, "run/settings.json")
 
 
+def test_area_range_is_checked_and_travels_through_json():
+    assert VideoSampling(area_range=(0.5, 0.5)).area_range == (0.5, 0.5)
+    for bad in ((0.0, 1.0), (0.6, 0.5), (0.5, 1.2), (0.5,), "0.5", (True, 1.0)):
+        with pytest.raises(ValueError, match="`area_range` must be \\(lo, hi\\) with 0 < lo <= hi <= 1"):
+            VideoSampling(area_range=bad)
+    sampling = VideoSampling(area_range=(0.6, 1.0))
+    restored = VideoSampling.from_dict(json.loads(json.dumps(sampling.to_dict())))  # JSON stores a list
+    assert restored == sampling and restored.area_range == (0.6, 1.0)
+    with pytest.raises(ValueError, match="settings.json: VideoSampling: `area_range`"):
+        VideoSampling.from_dict({"area_range": [0.9, 0.1]}, "settings.json")
+
+
 def test_resolve_sampling_precedence_and_conflicts(tmp_path):
     model = _model()
     sampling = resolve_sampling(model)  # nothing saved: the paper's test protocol
     assert sampling.train_units == DEFAULT_SAMPLING.train_units
-    assert sampling.test_arguments() == dict(num_units=10, frames_per_unit=4, stride=8, crop_size=256,
-                                             short_side=256, num_crops=3)
+    assert protocol_settings(sampling) == dict(train_units=4, num_units=10, frames_per_unit=4, stride=8,
+                                               crop_size=256, short_side=256, num_crops=3)
     write_settings(tmp_path, VideoSampling(train_units=2, frames_per_unit=2, stride=4, crop_size=32, short_side=40),
                    ["a", "b", "c"])
     saved, class_names = read_settings(tmp_path / "last.keras")

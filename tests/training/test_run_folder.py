@@ -14,9 +14,10 @@ import keras
 import numpy as np
 import pytest
 
+from keras_v4d.data import resolve_source
 from keras_v4d.records.atomic import TEMPORARY_PREFIX
 from keras_v4d.records.sampling import VideoSampling
-from keras_v4d.training import train
+from keras_v4d.training import Recipe, RunOutput, TrainingData, train
 from keras_v4d.training.callbacks import TrainingDiverged
 from keras_v4d.training.run_folder import (
     RunFolderError,
@@ -26,6 +27,7 @@ from keras_v4d.training.run_folder import (
     restore_newest_checkpoint,
     trim_logs,
 )
+from keras_v4d.weights import find_class_names, load_model
 from tests.commands import run_tool
 from tests.conftest import tensorflow_only
 from tests.training.runs import epochs_logged, train_command
@@ -36,8 +38,8 @@ ENV = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3"}
 
 
 def _train(listing, output, epochs, **kwargs):
-    return train("TSNResNet18", str(listing), str(output), sampling=TINY, num_classes=2, epochs=epochs, batch_size=2,
-                 tensorboard=False, verbose=0, **kwargs)
+    return train("TSNResNet18", TrainingData(str(listing), num_classes=2), RunOutput(str(output), tensorboard=False,
+                 verbose=0), sampling=TINY, recipe=Recipe(epochs=epochs, batch_size=2), **kwargs)
 
 
 def _files(folder):
@@ -116,9 +118,10 @@ def test_a_second_run_into_a_used_folder_is_refused_naming_each_difference(tiny_
     _train(tiny_dataset, output, 1)
     before = _files(output)
     with pytest.raises(RunFolderError) as refused:
-        train("TSNResNet18", str(tiny_dataset), str(output), sampling=VideoSampling(
-            train_units=2, frames_per_unit=4, stride=2, crop_size=32, short_side=32), num_classes=2, epochs=2,
-            batch_size=4, lr=0.1, tensorboard=False, verbose=0)
+        train("TSNResNet18", TrainingData(str(tiny_dataset), num_classes=2),
+              RunOutput(str(output), tensorboard=False, verbose=0), sampling=VideoSampling(
+            train_units=2, frames_per_unit=4, stride=2, crop_size=32, short_side=32),
+              recipe=Recipe(epochs=2, batch_size=4, lr=0.1))
     message = str(refused.value)
     for difference in ("batch_size: 2 recorded, 4 now", "lr: 0.01 recorded, 0.1 now",
                        "sampling.frames_per_unit: 2 recorded, 4 now", "--overwrite"):
@@ -126,10 +129,24 @@ def test_a_second_run_into_a_used_folder_is_refused_naming_each_difference(tiny_
     assert _files(output) == before  # refused before anything was written: settings.json, run.json, weights
     # --overwrite deletes that run's files (not others) and starts this one.
     (output / "notes.txt").write_text("mine")
-    train("TSNResNet18", str(tiny_dataset), str(output), sampling=TINY, num_classes=2, epochs=1, batch_size=4,
-          tensorboard=False, verbose=0, overwrite=True)
+    train("TSNResNet18", TrainingData(str(tiny_dataset), num_classes=2),
+          RunOutput(str(output), overwrite=True, tensorboard=False, verbose=0), sampling=TINY,
+          recipe=Recipe(epochs=1, batch_size=4))
     assert json.loads((output / "run.json").read_text())["batch_size"] == 4
     assert (output / "notes.txt").read_text() == "mine" and epochs_logged(output) == [0]
+
+
+def test_a_run_stores_its_class_names_once_in_settings_json_and_every_reader_finds_them(tiny_dataset, tmp_path):
+    output = tmp_path / "run"
+    named = resolve_source(str(tiny_dataset), class_names=["left", "right"])
+    train("TSNResNet18", TrainingData(named), RunOutput(str(output), tensorboard=False, verbose=0), sampling=TINY,
+          recipe=Recipe(epochs=1, batch_size=2))
+    assert json.loads((output / "settings.json").read_text())["class_names"] == ["left", "right"]
+    assert json.loads((output / "run.json").read_text())["class_names"] == ["left", "right"]
+    assert not (output / "class_names.txt").exists()
+    loaded = load_model(output / "last.keras")
+    assert loaded.class_names == ["left", "right"] and loaded.saved_sampling["stride"] == 2 and loaded.tag is None
+    assert find_class_names(str(output / "last.keras")) == ["left", "right"]
 
 
 def test_the_cli_refuses_a_used_folder_before_writing_and_names_the_difference(tiny_dataset, tmp_path):

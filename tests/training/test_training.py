@@ -151,8 +151,9 @@ def test_low_memory_allocator_refuses_once_tensorflow_has_allocated(tiny_dataset
     train = _fresh_python(
         "import os, tensorflow as tf, keras_v4d.training\nx = tf.ones((1000, 1000))\n"
         "try:\n"
-        f"    keras_v4d.training.train('TSNResNet18', {str(tiny_dataset)!r}, {str(tmp_path / 'run')!r}, num_classes=2, "
-        "epochs=1, low_memory=True)\n"
+        f"    keras_v4d.training.train('TSNResNet18', keras_v4d.training.TrainingData({str(tiny_dataset)!r}, "
+        f"num_classes=2), {str(tmp_path / 'run')!r}, recipe=keras_v4d.training.Recipe(epochs=1), "
+        "distribution=keras_v4d.training.Distribution(low_memory=True))\n"
         "except ValueError as error:\n"
         "    print(error)\n"
         "print('left', os.environ.get('TF_ONEDNN_USE_SYSTEM_ALLOCATOR'))\n", onednn="1")
@@ -195,8 +196,10 @@ def test_train_reaches_its_first_step_without_decoding_the_dataset(tiny_dataset,
 
     probe = FirstStep()
     sampling = VideoSampling(train_units=2, frames_per_unit=2, stride=2, crop_size=32, short_side=32)
-    keras_v4d.training.train("TSNResNet18", str(listing), str(tmp_path / "run"), sampling=sampling, num_classes=2,
-                             epochs=1, batch_size=2, verbose=0, tensorboard=False, callbacks=[probe])
+    keras_v4d.training.train("TSNResNet18", keras_v4d.training.TrainingData(str(listing), num_classes=2),
+                             keras_v4d.training.RunOutput(str(tmp_path / "run"), tensorboard=False, verbose=0),
+                             sampling=sampling, recipe=keras_v4d.training.Recipe(epochs=1, batch_size=2),
+                             callbacks=[probe])
     # The old start-up decoded all 3,000 videos (two opens each) to count the steps before training
     # began; now nothing is read to start, and by the end of the first step only the first batch and
     # what the pipeline prefetched.
@@ -297,7 +300,7 @@ def test_train_on_a_terminal_shows_progress_writes_tensorboard_and_counts_damage
 
 def test_source_size_counts_without_decoding_and_an_unreadable_shard_counts_zero(tiny_dataset, tmp_path):
     from keras_v4d.data import encode_example
-    from keras_v4d.training.run import source_size
+    from keras_v4d.training.data import source_size
 
     class NoCount:  # a dataset whose size the pipeline could not tell
         num_videos = None
@@ -314,10 +317,11 @@ def test_source_size_counts_without_decoding_and_an_unreadable_shard_counts_zero
 
 def test_mixed_precision_is_refused_on_cpu(tiny_dataset, tmp_path):
     """On CPU mixed_bfloat16 measured slower than float32: the option says so instead of slowing training."""
-    from keras_v4d.training import train
+    from keras_v4d.training import Recipe, TrainingData, train
 
     with pytest.raises(ValueError, match="mixed_precision: no GPU.*slower"):
-        train("TSNResNet18", str(tiny_dataset), str(tmp_path), num_classes=2, mixed_precision=True)
+        train("TSNResNet18", TrainingData(str(tiny_dataset), num_classes=2), str(tmp_path),
+              recipe=Recipe(mixed_precision=True))
 
 
 def test_classifier_scores_stay_float32_under_mixed_precision():

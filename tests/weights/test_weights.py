@@ -15,6 +15,7 @@ from keras_v4d.records.presets import _registry, sha256_of
 from keras_v4d.weights import WeightsMismatchError, fetch_weights, get_preset, load_model_weights, register
 from keras_v4d.weights.inflate import inflate_2d
 from tests.commands import run_tool
+from tests.weights.tags import register_cached_tag
 
 torch = pytest.importorskip("torch")
 from torch_reference import TSN, TorchvisionResNet, save_official_checkpoint  # noqa: E402  (after sys.path names tests/)
@@ -54,24 +55,20 @@ def test_registry_lists_the_official_releases_with_their_metadata():
         get_preset("kinetics9000")
 
 
-def test_a_tag_belongs_to_one_builder_and_sets_the_classes(tmp_path, monkeypatch):
+def test_a_tag_sets_the_classes_and_serves_the_family(tmp_path, monkeypatch):
     full = keras_v4d.V4DResNet18(classes=3)
-    (tmp_path / "cache" / "keras_v4d").mkdir(parents=True)
-    path = tmp_path / "cache" / "keras_v4d" / "r18.weights.h5"
-    full.save_weights(path)
-    monkeypatch.setenv("KERAS_V4D_CACHE", str(tmp_path / "cache"))
-    register("test_r18", {"builder": "V4DResNet18", "arguments": {"classes": 3}, "file_name": "r18.weights.h5",
-                          "url": None, "sha256": sha256_of(path)})
+    register_cached_tag("test_r18", full, tmp_path, monkeypatch, "V4DResNet18")
     try:
         loaded = keras_v4d.V4DResNet18(weights="test_r18")  # no classes given: the tag's 3
         assert loaded.outputs[0].shape[-1] == 3
         for a, b in zip(loaded.weights, full.weights):
             np.testing.assert_array_equal(a.numpy(), b.numpy())
-        with pytest.raises(ValueError, match="'test_r18' belong to V4DResNet18, not TSNResNet18.*"
-                                             r"keras_v4d.V4DResNet18\(weights='test_r18'\)"):
-            keras_v4d.TSNResNet18(weights="test_r18")
-        with pytest.raises(ValueError, match="'test_r18' have 3 classes"):
-            keras_v4d.V4DResNet18(weights="test_r18", classes=400)
+        tsn = keras_v4d.TSNResNet18(weights="test_r18")  # the V4D tag's 3D layers; its 4D blocks left out
+        assert tsn.weights_report.unused == ("residual4d (a 4D block)", "residual4d_1 (a 4D block)")
+        other = keras_v4d.V4DResNet18(weights="test_r18", classes=400)  # other classes: a new classifier
+        assert other.outputs[0].shape[-1] == 400 and other.weights_report.initialized == ("predictions",)
+        with pytest.raises(WeightsMismatchError, match="layer 'res2_block0_1_conv'.*belong to V4DResNet18"):
+            keras_v4d.V4DResNet50(weights="test_r18")
     finally:
         del _registry()["test_r18"]
 
