@@ -296,7 +296,7 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0, help="seed of the videos, data order, augmentation, init")
     parser.add_argument("--seeds", type=int, default=None, help="run seeds 0..N-1 and print mean ± sd over them")
     parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--lr", type=float, default=0.02, help="base learning rate (÷10 at 60%% and 85%% of the epochs)")
+    parser.add_argument("--lr", type=float, default=0.02, help="base learning rate (÷10 at 60%% and 85%% of epochs)")
     parser.add_argument("--videos_per_class", type=int, default=32)
     parser.add_argument("--test_videos_per_class", type=int, default=15)
     parser.add_argument("--batch_size", type=int, default=8)
