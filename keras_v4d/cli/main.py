@@ -1,6 +1,6 @@
 """``keras-v4d``: one command with a subcommand per tool.
 
-    keras-v4d train | evaluate | predict | export | convert-weights | convert-data | data-service | summary [flags]
+    keras-v4d train | evaluate | predict | features | export | convert-weights | convert-data | data-service | summary
     keras-v4d SUBCOMMAND --help
 """
 
@@ -14,6 +14,7 @@ SUBCOMMANDS = {
     "train": ("train", "train a model of the zoo (per-epoch checkpoints, resume)"),
     "evaluate": ("evaluate", "video-level evaluation (Algorithm 1, multi-crop): top-1, top-5, mean class"),
     "predict": ("predict", "top-k classes of video files"),
+    "features": ("features", "pooled features before the classifier, per video or per window, as .npz"),
     "export": ("export", "SavedModel (TF Serving) and TFLite files"),
     "convert-weights": ("convert_weights", "official V4D PyTorch checkpoint -> .weights.h5"),
     "convert-data": ("convert_data", "videos or rawframes -> TFRecord shards"),

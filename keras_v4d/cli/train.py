@@ -10,6 +10,11 @@ each difference (--overwrite deletes that run first). A NaN or infinite loss sto
 naming the epoch and step, with the last finite checkpoint as the resume point (exit code 3).
 --strategy mirrored|multiworker distributes it (workers may share one --output: the chief writes
 there, the others under --output/workers/).
+The paper's staged recipe (V4D §4.3) is one run per stage, each in its own --output:
+    keras-v4d train --model I3DSlowResNet18 ... --output runs/stage1
+    keras-v4d train --model V4DResNet18 ... --output runs/stage2 \
+        --init_weights runs/stage1/epoch-100.weights.h5 --freeze blocks4d
+    keras-v4d train --model V4DResNet18 ... --output runs/stage3 --init_weights runs/stage2/epoch-100.weights.h5
 Shows a progress bar per epoch on a terminal (one line per epoch otherwise) and writes TensorBoard
 logs under --output/tensorboard (--notensorboard to leave them out). Videos that cannot be read are
 skipped and counted per epoch (the log, history.csv, skipped.csv, TensorBoard); --strict stops at
@@ -23,6 +28,7 @@ import os
 from absl import flags
 
 from keras_v4d.cli.common import EXIT_BAD_INPUT, EXIT_DIVERGED, CommandError, define_sampling_flags, run
+from keras_v4d.models import PARTS
 from keras_v4d.training.distribution import STRATEGIES
 from keras_v4d.training.recipe import PAPER_DECAY_EPOCHS
 
@@ -54,7 +60,11 @@ flags.DEFINE_bool("mixed_precision", False, "Train with mixed_float16 on a GPU (
 flags.DEFINE_bool("low_memory", False, "CPU: TensorFlow's system allocator and a fixed 64 KiB glibc mmap threshold — "
                   "a lower peak of memory for a slower step (the figures: benchmarks/README.md).",
                   flag_values=FLAGS)
-flags.DEFINE_string("init_weights", None, "Optional .weights.h5 to start from (e.g. a 3D backbone).", flag_values=FLAGS)
+flags.DEFINE_string("init_weights", None, "Weights a new run starts from: a .weights.h5 file or a weights tag of the "
+                    "family: other classes start a new classifier, a 3D backbone's weights start V4D/F4D with the 4D "
+                    "blocks at the identity. A resumed run starts from its checkpoint.", flag_values=FLAGS)
+flags.DEFINE_list("freeze", [], "Parts kept fixed through the run, e.g. blocks4d (the paper's second stage); any of "
+                  + ", ".join(PARTS) + ".", flag_values=FLAGS)
 flags.DEFINE_bool("tensorboard", True, "Write TensorBoard logs under --output/tensorboard.", flag_values=FLAGS)
 flags.DEFINE_bool("overwrite", False, "Delete the run already in --output (its checkpoints, logs and settings; "
                   "nothing else) and start this one there. Without it, a folder holding a run with other settings "
@@ -84,7 +94,7 @@ def _records():
     output = RunOutput(FLAGS.output, overwrite=FLAGS.overwrite, tensorboard=FLAGS.tensorboard)
     recipe = Recipe(epochs=FLAGS.epochs, batch_size=FLAGS.batch_size, lr=FLAGS.lr, weight_decay=FLAGS.weight_decay,
                     decay_epochs=[int(e) for e in FLAGS.decay_epochs], mixed_precision=FLAGS.mixed_precision,
-                    init_weights=FLAGS.init_weights)
+                    init_weights=FLAGS.init_weights, freeze=FLAGS.freeze)
     return data, output, sampling, recipe, Distribution(FLAGS.strategy, low_memory=FLAGS.low_memory)
 
 

@@ -147,7 +147,8 @@ class _Level:
 class Algorithm1:
     """Algorithm 1 for one model over a feature store: ``add_units`` runs the 3D part on units
     ``(m, V, T, H, W, 3)`` keyed by ints (e.g. a unit's first frame, or its index), ``scores`` gives
-    the probabilities ``(P, V, classes)`` of P combinations ``(P, K)`` of those keys. Each level keeps
+    the probabilities ``(P, V, classes)`` of P combinations ``(P, K)`` of those keys (with
+    ``probabilities=False`` the head's outputs as they are, e.g. pooled features). Each level keeps
     its features (V copies per key, e.g. the test crops) until ``clear`` or ``drop_before``, so
     a block window is computed once over all ``scores`` calls: for one call (``VideoLevelPredictor``)
     or across the windows of a timeline.
@@ -156,11 +157,12 @@ class Algorithm1:
         model: a ``VideoModel`` with a head.
         max_elements: most input elements sent through a part in one call (bounds memory; None: no
             bound).
+        probabilities: apply a softmax to a head that gives logits; False: never (features).
     """
 
-    def __init__(self, model, max_elements=MAX_ELEMENTS):
+    def __init__(self, model, max_elements=MAX_ELEMENTS, probabilities=True):
         self.parts = video_parts(model)
-        self.softmax = not ends_in_softmax(model)
+        self.softmax = probabilities and not ends_in_softmax(model)
         self.max_elements = max_elements
         self.clear()
 
@@ -230,8 +232,9 @@ class Algorithm1:
         return ids[np.asarray(inverse).reshape(-1)].reshape(n, k)
 
     def scores(self, combinations):
-        """Class probabilities ``(P, V, classes)`` (a tensor) of ``combinations`` ``(P, K)`` of stored
-        unit keys: the block levels computed for the windows not stored yet, the head per combination."""
+        """Class probabilities ``(P, V, classes)`` (a tensor; the head's outputs with ``probabilities=False``)
+        of ``combinations`` ``(P, K)`` of stored unit keys: the block levels computed for the windows not
+        stored yet, the head per combination."""
         keys = np.asarray(combinations, np.int64)
         for index in range(len(self.parts.blocks4d)):
             keys = self._block_level(index, keys)

@@ -137,8 +137,8 @@ class TimelineStream:
     """
 
     def __init__(self, model, sampling, grid, fps, *, mode="combinations", windows_per_call=8,
-                 max_elements=MAX_ELEMENTS):
-        self.engine = Algorithm1(model, max_elements)
+                 max_elements=MAX_ELEMENTS, probabilities=True):
+        self.engine = Algorithm1(model, max_elements, probabilities)
         self.combinations = mode_combinations(sampling.test_num_units, sampling.train_units, mode)
         self.sampling, self.grid, self.fps, self.windows_per_call = sampling, grid, fps, windows_per_call
         self.held, self.cut = {}, []  # frames kept by index; units cut and not run yet: (start, views)
@@ -237,13 +237,14 @@ class TimelineStream:
 
 def video_timeline(model, path, sampling=None, *, window=DEFAULT_WINDOW_SECONDS, hop=DEFAULT_HOP_SECONDS,
                    mode="combinations", class_names=None, windows_per_call=8, max_elements=MAX_ELEMENTS,
-                   max_frame_pixels=MAX_FRAME_PIXELS):
+                   max_frame_pixels=MAX_FRAME_PIXELS, probabilities=True):
     """The ``Timeline`` of the video file ``path``: windows of about ``window`` seconds every ``hop``
     seconds (``timeline_grid``), each with ``model``'s test protocol from ``sampling`` (default: the
     model's fixed U/T and the defaults) — the probabilities of ``predict`` on that window alone.
 
     ``windows_per_call`` windows are computed together (their new units and block windows batched);
-    ``max_elements`` bounds one call's input. A video shorter than one window gets one window over
+    ``max_elements`` bounds one call's input; ``probabilities=False`` keeps the head's outputs as they
+    are (``inference.features.window_features``). A video shorter than one window gets one window over
     all of it (``predict``'s answer). Raises ``VideoReadError`` naming the file when it cannot be read
     or no frame decodes; a stream that stops early (a damaged file) ends the timeline there, with a
     warning.
@@ -252,7 +253,7 @@ def video_timeline(model, path, sampling=None, *, window=DEFAULT_WINDOW_SECONDS,
     fps = frame_rate(path, max_frame_pixels)
     grid = timeline_grid(sampling, fps, window, hop)
     stream = TimelineStream(model, sampling, grid, fps, mode=mode, windows_per_call=windows_per_call,
-                            max_elements=max_elements)
+                            max_elements=max_elements, probabilities=probabilities)
     errors = []
     for frame, time in stream_frames(path, True, max_frame_pixels, errors):
         stream.add_frame(frame, time)

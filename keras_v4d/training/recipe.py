@@ -3,12 +3,14 @@ learning rate, L2 weight decay without BN and biases, global gradient-norm clipp
 and the video metrics; ``Recipe``, the record of a run's recipe."""
 
 import dataclasses
+import os
 
 import keras
 import tensorflow as tf
 from keras import ops
 
 from keras_v4d.inference.metrics import video_metrics
+from keras_v4d.models import PARTS
 from keras_v4d.models.video_model import ends_in_softmax
 
 PAPER_DECAY_EPOCHS = (35, 60, 80)  # lr ÷ 10 at these epochs of 100 (V4D §4.2)
@@ -129,6 +131,7 @@ class Recipe:
     mixed_precision: bool = False
     jit_compile: bool | str | None = None
     init_weights: str | None = None
+    freeze: tuple = ()
 
     def __post_init__(self):
         if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1:
@@ -143,6 +146,20 @@ class Recipe:
         object.__setattr__(self, "decay_epochs", tuple(self.decay_epochs))  # JSON and flags give lists
         if self.jit_compile not in (None, True, False, "auto"):
             raise ValueError(f"Recipe: `jit_compile` must be None, True, False or 'auto', got {self.jit_compile!r}")
+        if self.init_weights is not None and (not isinstance(self.init_weights, (str, os.PathLike))
+                                              or not os.fspath(self.init_weights)):
+            raise ValueError("Recipe: `init_weights` must be a .weights.h5 path or a weights tag, got "
+                             f"{self.init_weights!r}")
+        object.__setattr__(self, "freeze", _parts(self.freeze))
+
+
+def _parts(freeze):
+    """``freeze`` as a tuple of part names, each one of ``PARTS``, in the given order without repeats."""
+    names = (freeze,) if isinstance(freeze, str) else tuple(freeze or ())
+    for name in names:
+        if name not in PARTS:
+            raise ValueError(f"Recipe: `freeze` has the unknown part {name!r}; parts: {', '.join(PARTS)}")
+    return tuple(dict.fromkeys(names))
 
 
 def set_precision_policy(mixed_precision):

@@ -8,7 +8,11 @@ beside the checkpoints records the ``VideoSampling`` and the class names that ``
 A run is built from records — the ``TrainingData``, the ``RunOutput``, the ``Recipe``, the
 ``Distribution`` — and runs in steps, each a function here: ``check_run``, ``Distribution.start``,
 ``set_precision_policy``, ``open_training_data``, ``open_run_folder`` (with ``run_record``),
-``build_model``, ``resume_point`` and ``fit_run``.
+``build_model`` (with ``start_from_weights``), ``resume_point`` and ``fit_run``.
+
+The paper's staged recipe (V4D §4.3) is one run per stage: the 3D backbone (I3D-S), then V4D with
+``Recipe(init_weights=<its weights>, freeze=("blocks4d",))`` (4D blocks at the identity, fixed),
+then V4D with every part trainable from the second stage's weights.
 
 Start-up does not depend on the dataset's size: the steps of an epoch come from the source's size
 (annotation lines, records counted from the shards' index), never from decoding it. Damaged videos
@@ -29,11 +33,11 @@ import tensorflow as tf
 from keras_v4d._compat import prepare_fit
 from keras_v4d.data import BadVideoError, bad_video_message
 from keras_v4d.data.service import DataServiceError
-from keras_v4d.models import BUILDERS
+from keras_v4d.models import BUILDERS, freeze, load_pretrained_weights
 from keras_v4d.records.atomic import write_atomically
+from keras_v4d.records.presets import resolve_weights
 from keras_v4d.records.run_files import LAST_MODEL_FILE, SKIPPED_FILE, write_settings
 from keras_v4d.records.sampling import DEFAULT_SAMPLING
-from keras_v4d.records.weights_file import load_model_weights
 from keras_v4d.training.callbacks import RunCheckpoints, TrainingDiverged, skip_counts, training_callbacks
 from keras_v4d.training.data import TrainingData, open_training_data
 from keras_v4d.training.distribution import Distribution, chief_and_task
@@ -92,18 +96,33 @@ def check_run(builder, data, distribution):
                          "strategy 'default' or 'mirrored'")
 
 
+def start_from_weights(model, init_weights, num_classes, report=print):
+    """Loads ``init_weights`` (a ``.weights.h5`` file or a weights tag) into the new run's ``model``
+    with ``load_pretrained_weights``: a classifier of other classes than the weights' starts new, 4D
+    blocks the weights lack start at the identity. Reports the ``WeightsReport``'s lines and returns
+    it; a ``ValueError`` ``"init_weights: …"`` (naming the layer at fault) for weights that do not fit."""
+    try:
+        path, classes, _ = resolve_weights(init_weights)
+        weights_report = load_pretrained_weights(model, path, new_classifier=classes != num_classes)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"init_weights: {error}") from None
+    for line in weights_report.lines():
+        report(f"init_weights: {line}", flush=True)
+    return weights_report
+
+
 def build_model(builder, inputs, sampling, recipe, folder, strategy):
-    """The compiled model of the run under ``strategy``, restored from the folder's newest readable
-    checkpoint (or started from ``recipe.init_weights``); returns ``(model, completed epochs,
-    checkpoint restored or None)``."""
+    """The compiled model of the run under ``strategy``, ``recipe.freeze`` frozen, restored from the
+    folder's newest readable checkpoint (or, new, started from ``recipe.init_weights``); returns
+    ``(model, completed epochs, checkpoint restored or None)``."""
     with strategy.scope():
         model = BUILDERS[builder](classes=inputs.num_classes,
                                   input_shape=(None, sampling.frames_per_unit, None, None, 3))
         if recipe.init_weights and not checkpoints(folder.path):
-            try:
-                load_model_weights(model, recipe.init_weights)
-            except (OSError, ValueError) as error:
-                raise ValueError(f"init_weights: {error}") from None
+            start_from_weights(model, recipe.init_weights, inputs.num_classes)
+        if recipe.freeze:  # before compiling: Keras reads `trainable` there
+            frozen = freeze(model, *recipe.freeze)
+            print(f"freeze: {', '.join(recipe.freeze)} ({len(frozen)} layers kept fixed)", flush=True)
         compile_for_training(model, inputs.steps_per_epoch, jit_compile=recipe.jit_compile, base_lr=recipe.lr,
                              weight_decay=recipe.weight_decay, decay_epochs=list(recipe.decay_epochs))
         # A worker whose file system is not the chief's resumes from its own copies.
@@ -213,7 +232,8 @@ def train(builder, data, output, *, sampling=None, recipe=None, distribution=Non
         output: a ``RunOutput``, or the run's folder alone (``RunOutput(folder)``).
         sampling: the ``VideoSampling`` (U, T, τ, crop, short side, crop area range; its test
             protocol is saved for ``evaluate``/``predict``); default ``VideoSampling()``, the paper's.
-        recipe: the ``Recipe`` (epochs, batch, optimizer, precision, initial weights); default the paper's.
+        recipe: the ``Recipe`` (epochs, batch, optimizer, precision, initial weights, frozen parts);
+            default the paper's.
         distribution: the ``Distribution`` (strategy, low-memory allocator); default one device.
         callbacks: more Keras callbacks for ``fit``.
     Raises:

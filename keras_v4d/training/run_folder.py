@@ -16,6 +16,7 @@ import os
 import shutil
 
 from keras_v4d.records.atomic import open_atomically, remove_temporaries
+from keras_v4d.records.presets import list_weights
 from keras_v4d.records.run_files import (
     CHECKPOINT_PATTERN,
     HISTORY_FILE,
@@ -27,6 +28,9 @@ from keras_v4d.records.run_files import (
     WORKERS_FOLDER,
 )
 from keras_v4d.records.sampling import DEFAULT_SAMPLING
+
+# Settings recorded since a later version: an earlier run.json without them held these values.
+RECORD_DEFAULTS = {"freeze": []}
 
 
 class RunFolderError(ValueError):
@@ -44,13 +48,22 @@ def describe_source(source):
     return repr(source)
 
 
+def describe_weights(weights):
+    """Initial weights as recorded: a registered tag as it is, a file's absolute path."""
+    if weights is None:
+        return None
+    weights = os.fspath(weights)
+    return weights if weights in list_weights() else describe_source(weights)
+
+
 def run_record(builder, data, inputs, sampling, recipe):
     """What defines a run (JSON-able): two commands with equal records train the same run.
 
     ``data``: the ``TrainingData`` (its sources); ``inputs``: what opening it found (``num_videos``,
     ``num_classes``, ``class_names``); ``recipe``: the ``Recipe`` (all but ``epochs`` and
-    ``jit_compile``). The number of epochs, the strategy, the data options, logging and TensorBoard
-    may change from one command to the next.
+    ``jit_compile``; ``init_weights`` a tag or an absolute path, ``freeze`` the frozen parts). The
+    number of epochs, the strategy, the data options, logging and TensorBoard may change from one
+    command to the next.
     """
     record = {
         "builder": builder,
@@ -65,7 +78,8 @@ def run_record(builder, data, inputs, sampling, recipe):
         "weight_decay": float(recipe.weight_decay),
         "decay_epochs": [int(epoch) for epoch in recipe.decay_epochs],
         "mixed_precision": bool(recipe.mixed_precision),
-        "init_weights": describe_source(recipe.init_weights),
+        "init_weights": describe_weights(recipe.init_weights),
+        "freeze": list(recipe.freeze),
     }
     return json.loads(json.dumps(record))  # as run.json reads back (tuples become lists), so records compare
 
@@ -76,10 +90,11 @@ def _show(value, limit=80):
 
 
 def record_differences(recorded, wanted):
-    """``["batch_size: 8 recorded, 4 now", …]``, one per differing setting (sampling per field)."""
+    """``["batch_size: 8 recorded, 4 now", …]``, one per differing setting (sampling per field); a
+    setting missing from either compares as its ``RECORD_DEFAULTS`` value."""
     differences = []
     for key in sorted(set(recorded) | set(wanted)):
-        old, new = recorded.get(key), wanted.get(key)
+        old, new = recorded.get(key, RECORD_DEFAULTS.get(key)), wanted.get(key, RECORD_DEFAULTS.get(key))
         if key == "sampling" and isinstance(old, dict) and isinstance(new, dict):
             # a field added to VideoSampling after the run was recorded held its default there
             defaults = json.loads(json.dumps(DEFAULT_SAMPLING.to_dict()))
@@ -141,8 +156,8 @@ def claim_run_folder(folder, record, *, overwrite=False, write=True):
     state = "new"
     if os.path.isfile(path):
         recorded = None if overwrite else _read_record(path)
-        if recorded is not None and recorded != record:
-            differences = record_differences(recorded, record)
+        differences = [] if recorded is None else record_differences(recorded, record)
+        if differences:
             raise RunFolderError(f"{folder} holds another run ({RUN_FILE}); its settings differ from this command's: "
                                  + "; ".join(differences) + ". Use another --output, or --overwrite to delete "
                                  "that run and start this one there")

@@ -205,7 +205,8 @@ def test_one_command_lists_its_subcommands_and_each_has_help():
     assert scripts.get("keras-v4d") == "keras_v4d.cli.main:console_main"  # what `pip install` puts on PATH
     result = _keras_v4d("--help")
     assert result.returncode == 0, result.stderr[-2000:]
-    commands = ["train", "evaluate", "predict", "export", "convert-weights", "convert-data", "data-service", "summary"]
+    commands = ["train", "evaluate", "predict", "features", "export", "convert-weights", "convert-data", "data-service",
+                "summary"]
     for command in commands:
         assert f"  {command} " in result.stdout
     assert list(SUBCOMMANDS) == commands

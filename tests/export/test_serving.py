@@ -4,6 +4,7 @@
 import base64
 import json
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -16,6 +17,7 @@ from keras_v4d.export import export_saved_model
 from keras_v4d.export.serving import whole_video_functions
 from keras_v4d.inference import predict_videos, unit_combinations
 from keras_v4d.inference.video_level import video_level_predict
+from keras_v4d.models import build_resnet3d, with_head
 from keras_v4d.records.sampling import VideoSampling
 from tests.conftest import tensorflow_only
 from tests.inference.test_algorithm1 import block_radii, count_block_inputs, distinct_windows, trained_like
@@ -159,3 +161,16 @@ def test_a_model_of_any_input_shape_exports_and_answers_as_predict_does(input_sh
     (_, top, error), = predict_videos(model, [str(video)], class_names=CLASSES, top_k=3)
     assert error is None and [name.encode() for name, _ in top] == got["top_k_names"].numpy()[0, :3].tolist()
     np.testing.assert_allclose(got["top_k_probabilities"].numpy()[0, :3], [p for _, p in top], atol=1e-4)
+
+
+def test_a_users_head_exports_with_the_whole_video_signatures(video, tmp_path):
+    """A head of the user's (``models.with_head``) keeps the SavedModel's whole-video serving."""
+    head = keras.Sequential([keras.layers.Reshape((-1, 128)), keras.layers.GlobalMaxPooling1D(),
+                             keras.layers.Dense(3, activation="softmax")], name="my_head")
+    model = with_head(build_resnet3d(18, "v4d", include_top=False, input_shape=(None, 2, None, None, 3), width=0.25),
+                      head)
+    export_saved_model(model, str(tmp_path / "sm"), sampling=SAMPLING, class_names=CLASSES)
+    loaded = tf.saved_model.load(str(tmp_path / "sm"))
+    got = loaded.signatures["video_frames"](frames=tf.constant(read_all_frames(str(video))))
+    np.testing.assert_allclose(got["probabilities"].numpy(), _reference(model, load_video_views(str(video), SAMPLING)),
+                               atol=1e-4)

@@ -60,7 +60,8 @@ def test_the_run_record_is_built_from_the_records_and_equals_run_json_read_back(
         "builder": "TSNResNet18", "train_data": os.path.abspath("train.txt"), "train_videos": 4,
         "val_data": os.path.abspath("val.txt"), "sampling": json.loads(json.dumps(sampling.to_dict())),
         "batch_size": 2, "num_classes": 2, "class_names": ["a", "b"], "lr": 0.1, "weight_decay": 1e-5,
-        "decay_epochs": [3, 5], "mixed_precision": False, "init_weights": os.path.abspath("r18.weights.h5")}
+        "decay_epochs": [3, 5], "mixed_precision": False, "init_weights": os.path.abspath("r18.weights.h5"),
+        "freeze": []}
     assert inputs.steps_per_epoch == 2 and inputs.class_names == ["a", "b"]
     # The sampling's area range is a tuple; run.json holds a list: the same run all the same.
     assert claim_run_folder(str(tmp_path), record) == "new"
