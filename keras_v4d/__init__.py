@@ -7,6 +7,7 @@ import importlib
 from keras_v4d import _compat
 
 _compat.prefer_onednn()  # before Keras imports TensorFlow: TensorFlow reads the setting once
+_compat.quiet_tensorflow_in_tools()  # the keras-v4d tools only; the library leaves TensorFlow's log as it is
 
 from keras_v4d import layers, models
 from keras_v4d.models import (

@@ -18,6 +18,13 @@ LiteRT's interpreter lists a file's nodes, and the delegate nodes that replaced 
 through its private ``_get_ops_details`` (``tflite_nodes``; no public API, google-ai-edge/LiteRT's
 ``interpreter.py``); ``keras_v4d.export.tflite_ops`` reads from it which ops the XNNPACK delegate took.
 
+TensorFlow's C++ log in the command-line tools. TensorFlow writes information lines, and on a
+machine without a GPU an ``E … failed call to cuInit: … UNKNOWN ERROR (303)`` line
+(tensorflow/tensorflow#37689, "spurious error"), to stderr from its C++ library, which reads
+``TF_CPP_MIN_LOG_LEVEL`` once, when it loads — at ``import keras_v4d``, before a tool has parsed its
+flags. ``quiet_tensorflow_in_tools`` sets it there for the ``keras-v4d`` tools only, unless the user set
+it or passed ``--tf_logs``.
+
 Child processes that outlive a killed parent: ``end_with_parent`` (multiprocessing has no option for
 it, python/cpython#111873).
 
@@ -126,6 +133,33 @@ def prefer_onednn():
             f"keras_v4d before tensorflow or keras, or set {ONEDNN_VARIABLE}=1 before starting Python "
             f"({ONEDNN_VARIABLE}=0 keeps Eigen's kernels and silences this).", RuntimeWarning, stacklevel=3)
     return False
+
+
+TF_LOG_VARIABLE = "TF_CPP_MIN_LOG_LEVEL"
+SHOW_TF_LOGS_FLAG = "--tf_logs"
+
+
+def is_tool_process(argv=None, orig_argv=None):
+    """Whether this process is a ``keras-v4d`` command-line tool: the ``keras-v4d`` script, or
+    ``python -m keras_v4d.cli[.<tool>]``."""
+    argv = sys.argv if argv is None else argv
+    orig_argv = getattr(sys, "orig_argv", []) if orig_argv is None else orig_argv
+    if argv and os.path.basename(argv[0]) == "keras-v4d":
+        return True
+    modules = [orig_argv[i + 1] for i, arg in enumerate(orig_argv[:-1]) if arg == "-m"]
+    return any(module == "keras_v4d.cli" or module.startswith("keras_v4d.cli.") for module in modules)
+
+
+def quiet_tensorflow_in_tools():
+    """In a ``keras-v4d`` tool, before TensorFlow loads: hides TensorFlow's C++ information, warning
+    and error lines (``TF_CPP_MIN_LOG_LEVEL=3``; errors reach the tools as exceptions) unless the
+    user set the variable or passed ``--tf_logs``. Returns ``True`` when it set the variable."""
+    if TF_LOG_VARIABLE in os.environ or "tensorflow" in sys.modules or not is_tool_process():
+        return False
+    if any(arg in (SHOW_TF_LOGS_FLAG, SHOW_TF_LOGS_FLAG + "=true", SHOW_TF_LOGS_FLAG + "=1") for arg in sys.argv[1:]):
+        return False
+    os.environ[TF_LOG_VARIABLE] = "3"
+    return True
 
 
 def describe_machine():

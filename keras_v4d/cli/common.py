@@ -5,6 +5,7 @@ Each tool defines its flags on its own ``flags.FlagValues`` (not absl's global `
 every tool lives in one process without clashes (``keras-v4d`` imports them all).
 """
 
+import contextlib
 import signal
 import sys
 import threading
@@ -44,6 +45,9 @@ def execute(command, main, flag_values, doc, argv):
     """Parses ``argv`` (``[program, args…]``) into ``flag_values`` and runs ``main(remaining argv)``;
     returns the exit code. ``--help`` prints the tool's help; a bad flag or a ``CommandError`` prints
     ``error: …`` (no traceback)."""
+    if "tf_logs" not in flag_values:  # read from the command line at import keras_v4d (_compat)
+        flags.DEFINE_bool("tf_logs", False, "Show TensorFlow's own C++ log lines (hidden in the tools unless "
+                          "TF_CPP_MIN_LOG_LEVEL is set).", flag_values=flag_values)
     if any(arg in ("-h", "--help", "--helpfull", "--helpshort") for arg in argv[1:]):
         print(command_help(command, flag_values, doc))
         return 0
@@ -89,6 +93,31 @@ def until_stopped(work, stopped):
 def run(command, main, flag_values, doc):
     """``python -m keras_v4d.cli.<tool>``: ``execute`` on ``sys.argv``, then exit with its code."""
     sys.exit(execute(command, main, flag_values, doc, sys.argv))
+
+
+@contextlib.contextmanager
+def output_lock(folder, tool, flag):
+    """Holds ``folder`` for this tool (``records.folder_lock``) while the block writes there; another
+    process holding it is a ``CommandError`` naming ``flag`` and that process (exit code 2)."""
+    from keras_v4d.records.folder_lock import FolderBusyError, folder_lock
+
+    try:
+        lock = folder_lock(folder, tool).acquire()
+    except FolderBusyError as error:
+        raise CommandError(f"{flag}: {error}") from None
+    except OSError as error:  # not a folder, no permission, a read-only file system: nothing was done
+        raise CommandError(f"{flag}: cannot create the folder {folder} or its lock file ({_write_failure(error)})",
+                           EXIT_BAD_ARGUMENTS) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _write_failure(error):
+    from keras_v4d.records.atomic import write_failure
+
+    return write_failure(error)
 
 
 def define_sampling_flags(flag_values):

@@ -29,6 +29,7 @@ from keras_v4d.cli.common import (
     EXIT_BAD_INPUT,
     EXIT_NOT_WRITTEN,
     CommandError,
+    output_lock,
     run,
     until_stopped,
 )
@@ -104,9 +105,10 @@ def main(argv):
         raise CommandError("give exactly one of --annotations or --videos")
     if not FLAGS.output:
         raise CommandError("--output is required")
-    # SIGTERM unwinds the conversion, which stops its workers on the way out
-    return until_stopped(_convert, f"the workers were stopped; shards are renamed into place only as a whole "
-                                   f"set, so {FLAGS.output}-*.tfrecord is as it was")
+    # One conversion per folder; SIGTERM unwinds the conversion, which stops its workers on the way out.
+    with output_lock(os.path.dirname(os.path.abspath(FLAGS.output)), "convert-data", "--output"):
+        return until_stopped(_convert, f"the workers were stopped; shards are renamed into place only as a whole "
+                                       f"set, so {FLAGS.output}-*.tfrecord is as it was")
 
 
 if __name__ == "__main__":

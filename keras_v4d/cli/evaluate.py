@@ -15,7 +15,14 @@ import sys
 
 from absl import flags
 
-from keras_v4d.cli.common import EXIT_BAD_INPUT, CommandError, define_inference_flags, load_inference_model, run
+from keras_v4d.cli.common import (
+    EXIT_BAD_INPUT,
+    CommandError,
+    define_inference_flags,
+    load_inference_model,
+    output_lock,
+    run,
+)
 
 FLAGS = flags.FlagValues()
 define_inference_flags(FLAGS)
@@ -39,10 +46,11 @@ def main(argv):
         raise CommandError("--data and --output are required")
     model, class_names, sampling = load_inference_model(FLAGS)
     try:
-        metrics = evaluate(model, FLAGS.data, sampling, mode=FLAGS.mode,
-                           batch_size=FLAGS.batch_size, class_names=class_names, output=FLAGS.output,
-                           progress=FLAGS.progress, metadata={"checkpoint": FLAGS.checkpoint}, strict=FLAGS.strict,
-                           max_frame_pixels=FLAGS.max_frame_pixels or MAX_FRAME_PIXELS)
+        with output_lock(FLAGS.output, "evaluate", "--output"):
+            metrics = evaluate(model, FLAGS.data, sampling, mode=FLAGS.mode,
+                               batch_size=FLAGS.batch_size, class_names=class_names, output=FLAGS.output,
+                               progress=FLAGS.progress, metadata={"checkpoint": FLAGS.checkpoint},
+                               strict=FLAGS.strict, max_frame_pixels=FLAGS.max_frame_pixels or MAX_FRAME_PIXELS)
     except BadVideoError as error:
         raise CommandError(f"--data: {error}", code=EXIT_BAD_INPUT) from None
     except (OSError, ValueError) as error:

@@ -30,7 +30,7 @@ import os
 
 from absl import flags
 
-from keras_v4d.cli.common import EXIT_NOT_WRITTEN, CommandError, load_inference_model, run
+from keras_v4d.cli.common import EXIT_NOT_WRITTEN, CommandError, load_inference_model, output_lock, run
 
 FORMATS = ("saved_model", "tflite", "onnx")
 FLAGS = flags.FlagValues()
@@ -134,6 +134,7 @@ def _export(model, class_names, sampling, representative):
 
 def main(argv):
     from keras_v4d.export import ExportError
+    from keras_v4d.records.atomic import write_failure
 
     int8 = _checked_flags(argv)
     model, class_names, sampling = load_inference_model(FLAGS, export=True)
@@ -143,11 +144,14 @@ def main(argv):
         except ValueError as error:
             raise CommandError(f"--crop_size: {error}") from None
     representative = _representative(sampling, int8)
-    os.makedirs(FLAGS.output, exist_ok=True)
     try:
-        _export(model, class_names, sampling, representative)
-    except (ExportError, OSError) as error:
+        with output_lock(FLAGS.output, "export", "--output"):
+            _export(model, class_names, sampling, representative)
+    except ExportError as error:
         raise CommandError(str(error), EXIT_NOT_WRITTEN) from None
+    except OSError as error:
+        raise CommandError(f"--output: {getattr(error, 'filename', None) or FLAGS.output} could not be written "
+                           f"({write_failure(error)})", EXIT_NOT_WRITTEN) from None
     except ValueError as error:
         raise CommandError(str(error)) from None
     return 0

@@ -26,6 +26,7 @@ from keras_v4d.cli.common import (
     CommandError,
     define_inference_flags,
     load_inference_model,
+    output_lock,
     run,
 )
 
@@ -59,10 +60,8 @@ def video_files(sources):
 
 
 def main(argv):
-    import numpy as np
-
     from keras_v4d.data import MAX_FRAME_PIXELS
-    from keras_v4d.inference.features import extract_features, feature_model, write_features
+    from keras_v4d.inference.features import feature_model
 
     if not argv[1:]:
         raise CommandError("give one or more video files or folders: keras-v4d features --checkpoint C "
@@ -78,7 +77,20 @@ def main(argv):
     print(f"sampling: train_units={sampling.train_units} num_units={sampling.test_num_units} "
           f"frames_per_unit={sampling.frames_per_unit} stride={sampling.stride} crop_size={sampling.test_crop} "
           f"short_side={sampling.short_side} num_crops={sampling.test_num_crops} mode={FLAGS.mode}", file=sys.stderr)
-    max_frame_pixels = FLAGS.max_frame_pixels or MAX_FRAME_PIXELS
+    with output_lock(FLAGS.output_dir, "features", "--output_dir"):
+        failed = _features(model, videos, sampling, FLAGS.max_frame_pixels or MAX_FRAME_PIXELS)
+    if failed:
+        print(f"{failed} of {len(videos)} video(s) could not be read", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return 0
+
+
+def _features(model, videos, sampling, max_frame_pixels):
+    """Writes the features of ``videos`` into --output_dir; returns how many could not be read."""
+    import numpy as np
+
+    from keras_v4d.inference.features import extract_features, write_features
+
     if FLAGS.timeline:
         failed = _timelines(model, videos, sampling, max_frame_pixels)
     else:
@@ -96,18 +108,17 @@ def main(argv):
         path = _written(write_features, os.path.join(FLAGS.output_dir, "features.npz"), features, ids, sampling,
                         FLAGS.mode)
         print(f"{path}: {len(ids)} video(s) × {width} features")
-    if failed:
-        print(f"{failed} of {len(videos)} video(s) could not be read", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    return 0
+    return failed
 
 
 def _written(write, path, *args):
     """``write(path, *args)``; an ``OSError`` becomes a ``CommandError`` naming the file (exit code 4)."""
+    from keras_v4d.records.atomic import write_failure
+
     try:
         return write(path, *args)
     except OSError as error:
-        raise CommandError(f"--output_dir {FLAGS.output_dir}: {path} cannot be written ({error})",
+        raise CommandError(f"--output_dir {FLAGS.output_dir}: {path} cannot be written ({write_failure(error)})",
                            EXIT_NOT_WRITTEN) from None
 
 

@@ -26,6 +26,7 @@ from keras_v4d.cli.common import (
     CommandError,
     define_inference_flags,
     load_inference_model,
+    output_lock,
     run,
 )
 
@@ -56,7 +57,8 @@ def main(argv):
           f"short_side={sampling.short_side} num_crops={sampling.test_num_crops}", file=sys.stderr)
     max_frame_pixels = FLAGS.max_frame_pixels or MAX_FRAME_PIXELS
     if FLAGS.timeline:
-        return _timelines(model, videos, sampling, class_names, max_frame_pixels)
+        with output_lock(FLAGS.output_dir, "predict", "--output_dir"):
+            return _timelines(model, videos, sampling, class_names, max_frame_pixels)
     failed = 0
     for path, best, error in predict_videos(model, videos, sampling, mode=FLAGS.mode, class_names=class_names,
                                             top_k=FLAGS.top_k, max_frame_pixels=max_frame_pixels):
@@ -80,6 +82,7 @@ def _timelines(model, videos, sampling, class_names, max_frame_pixels):
 
     from keras_v4d.data import VideoReadError
     from keras_v4d.inference.timeline import video_timeline, write_timeline
+    from keras_v4d.records.atomic import write_failure
 
     failed, names = 0, set()
     for path in videos:
@@ -98,7 +101,7 @@ def _timelines(model, videos, sampling, class_names, max_frame_pixels):
             paths = write_timeline(timeline, os.path.join(FLAGS.output_dir, name), top_k=FLAGS.top_k)
         except OSError as error:
             raise CommandError(f"--output_dir {FLAGS.output_dir}: the timeline of {path} cannot be written "
-                               f"({error})", EXIT_NOT_WRITTEN) from None
+                               f"({write_failure(error)})", EXIT_NOT_WRITTEN) from None
         grid = timeline.grid
         print(f"{path}: {len(timeline.starts)} windows of {grid.window_frames / timeline.fps:.2f} s every "
               f"{grid.hop_frames / timeline.fps:.2f} s ({timeline.units_run} units through the 3D part)")

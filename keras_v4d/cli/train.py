@@ -8,8 +8,13 @@ same command again after an interruption and training resumes from the newest re
 with a larger --epochs a finished run continues; a command with other settings is refused, naming
 each difference (--overwrite deletes that run first). A NaN or infinite loss stops the run at once,
 naming the epoch and step, with the last finite checkpoint as the resume point (exit code 3).
+One process per run folder: while a run trains, another process given the same --output stops at
+once naming it (pid, host, start time; exit code 2); a killed run leaves no lock behind.
 --strategy mirrored|multiworker distributes it (workers may share one --output: the chief writes
-there, the others under --output/workers/).
+there, the others under --output/workers/). The newest --keep_checkpoints epoch checkpoints are kept
+(and, with --val, the best as best.weights.h5). A checkpoint or log that cannot be written (no space,
+a file size limit, permission, a read-only file system) stops the run with one line naming it, why,
+and the checkpoint the same command resumes from (exit code 4).
 The paper's staged recipe (V4D §4.3) is one run per stage, each in its own --output:
     keras-v4d train --model I3DSlowResNet18 ... --output runs/stage1
     keras-v4d train --model V4DResNet18 ... --output runs/stage2 \
@@ -27,8 +32,16 @@ import os
 
 from absl import flags
 
-from keras_v4d.cli.common import EXIT_BAD_INPUT, EXIT_DIVERGED, CommandError, define_sampling_flags, run
+from keras_v4d.cli.common import (
+    EXIT_BAD_INPUT,
+    EXIT_DIVERGED,
+    EXIT_NOT_WRITTEN,
+    CommandError,
+    define_sampling_flags,
+    run,
+)
 from keras_v4d.models import PARTS
+from keras_v4d.records.run_files import DEFAULT_KEEP_CHECKPOINTS
 from keras_v4d.training.distribution import STRATEGIES
 from keras_v4d.training.recipe import PAPER_DECAY_EPOCHS
 
@@ -65,6 +78,12 @@ flags.DEFINE_string("init_weights", None, "Weights a new run starts from: a .wei
                     "blocks at the identity. A resumed run starts from its checkpoint.", flag_values=FLAGS)
 flags.DEFINE_list("freeze", [], "Parts kept fixed through the run, e.g. blocks4d (the paper's second stage); any of "
                   + ", ".join(PARTS) + ".", flag_values=FLAGS)
+flags.DEFINE_integer("keep_checkpoints", DEFAULT_KEEP_CHECKPOINTS, "Epoch checkpoints kept: the newest N (older "
+                     "ones are deleted once a newer one is complete; the resume point never is); 0 keeps every one. "
+                     "With --val, the best epoch by --best_metric is kept too, as best.weights.h5.", lower_bound=0,
+                     flag_values=FLAGS)
+flags.DEFINE_string("best_metric", "val_top1", "With --val: the validation metric whose best epoch is kept as "
+                    "best.weights.h5 (highest; lowest for val_loss).", flag_values=FLAGS)
 flags.DEFINE_bool("tensorboard", True, "Write TensorBoard logs under --output/tensorboard.", flag_values=FLAGS)
 flags.DEFINE_bool("overwrite", False, "Delete the run already in --output (its checkpoints, logs and settings; "
                   "nothing else) and start this one there. Without it, a folder holding a run with other settings "
@@ -91,7 +110,8 @@ def _records():
     options = DataOptions(strict=FLAGS.strict, max_frame_pixels=FLAGS.max_frame_pixels or MAX_FRAME_PIXELS)
     data = TrainingData(FLAGS.train, val=FLAGS.val, num_classes=FLAGS.num_classes, options=options,
                         service=FLAGS.data_service)
-    output = RunOutput(FLAGS.output, overwrite=FLAGS.overwrite, tensorboard=FLAGS.tensorboard)
+    output = RunOutput(FLAGS.output, overwrite=FLAGS.overwrite, tensorboard=FLAGS.tensorboard,
+                       keep_checkpoints=FLAGS.keep_checkpoints or None, best_metric=FLAGS.best_metric)
     recipe = Recipe(epochs=FLAGS.epochs, batch_size=FLAGS.batch_size, lr=FLAGS.lr, weight_decay=FLAGS.weight_decay,
                     decay_epochs=[int(e) for e in FLAGS.decay_epochs], mixed_precision=FLAGS.mixed_precision,
                     init_weights=FLAGS.init_weights, freeze=FLAGS.freeze)
@@ -101,6 +121,8 @@ def _records():
 def main(argv):
     from keras_v4d.data import BadVideoError
     from keras_v4d.models import BUILDERS
+    from keras_v4d.records.atomic import NotWrittenError
+    from keras_v4d.records.folder_lock import FolderBusyError
     from keras_v4d.records.run_files import LAST_MODEL_FILE
     from keras_v4d.training.callbacks import TrainingDiverged
     from keras_v4d.training.run import train
@@ -118,6 +140,10 @@ def main(argv):
         raise CommandError(f"--train/--val: {error}", code=EXIT_BAD_INPUT) from None
     except TrainingDiverged as error:
         raise CommandError(f"diverged: {error}", code=EXIT_DIVERGED) from None
+    except FolderBusyError as error:
+        raise CommandError(f"--output: {error}") from None
+    except NotWrittenError as error:
+        raise CommandError(f"not written: {error}", code=EXIT_NOT_WRITTEN) from None
     except (OSError, ValueError) as error:
         raise CommandError(str(error)) from None
     if history is None:  # the run had already completed --epochs; train() said so

@@ -5,7 +5,13 @@ import contextlib
 import os
 import shutil
 
-from keras_v4d.records.atomic import TEMPORARY_PREFIX, open_atomically, temporary_path
+from keras_v4d.records.atomic import (
+    TEMPORARY_PREFIX,
+    WRITE_FAILURES,
+    failed_write_errno,
+    open_atomically,
+    temporary_path,
+)
 
 
 class ExportError(RuntimeError):
@@ -18,6 +24,9 @@ def failure_named(what, kept):
     try:
         yield
     except Exception as error:  # noqa: BLE001  (TensorFlow and its converters raise many kinds; each is a failure)
+        code = failed_write_errno(error)
+        if code in WRITE_FAILURES:  # the disk, not the model: say so in a user's words
+            raise ExportError(f"{what} failed: it could not be written ({WRITE_FAILURES[code]}); {kept}") from error
         raise ExportError(f"{what} failed ({type(error).__name__}: {error}); {kept}") from error
 
 

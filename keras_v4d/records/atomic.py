@@ -11,9 +11,53 @@ one under the final name; the temporary file is removed when the writer fails, a
 """
 
 import contextlib
+import errno
 import os
+import re
 
 TEMPORARY_PREFIX = ".tmp-"
+
+# Why a write fails, in a user's words, by errno (what the operating system or HDF5 reports).
+WRITE_FAILURES = {
+    errno.ENOSPC: "no space left on the device",
+    errno.EDQUOT: "the disk quota is used up",
+    errno.EFBIG: "the file grew past the largest file this process may write (a file size limit, ulimit -f)",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.EROFS: "the file system is read-only",
+}
+
+
+class NotWrittenError(OSError):
+    """A file could not be written: ``str()`` is one line naming it and why (``WRITE_FAILURES``)."""
+
+    def __init__(self, path, reason):
+        super().__init__(f"{path} could not be written: {reason}")
+        self.path, self.reason = os.fspath(path), reason
+
+
+def failed_write_errno(error):
+    """The errno of a failed write: ``error.errno``, the one HDF5 writes into its message
+    (``"… errno = 27, error message = 'File too large' …"``), or the one whose system text a library's
+    message holds (TensorFlow's ``"…: No space left on device"``); None when there is none."""
+    if isinstance(error, OSError) and isinstance(error.errno, int):
+        return error.errno
+    text = str(error)
+    match = re.search(r"errno = (\d+)", text)
+    if match:
+        return int(match.group(1))
+    return next((code for code in WRITE_FAILURES if os.strerror(code) in text), None)
+
+
+def write_failure(error):
+    """Why a write failed, in a user's words: ``WRITE_FAILURES`` by errno, else the system's
+    text for it, else the first line of ``error``."""
+    code = failed_write_errno(error)
+    if code in WRITE_FAILURES:
+        return WRITE_FAILURES[code]
+    if code:
+        return os.strerror(code)
+    return (str(error).splitlines() or [type(error).__name__])[0][:200]
 
 
 def temporary_path(path):

@@ -2,9 +2,10 @@
 
 A run folder holds ``run.json`` (what defines the run), ``settings.json`` (the sampling the model
 was trained with and its class names: what inference, evaluation and export read beside a
-checkpoint), ``epoch-NNN.weights.h5`` (resume points), ``last.keras``, ``history.csv``,
-``skipped.csv`` and ``tensorboard/``. A run's class names are stored in ``settings.json`` only; an
-older run's ``class_names.txt`` is still read.
+checkpoint), ``epoch-NNN.weights.h5`` (resume points), ``best.weights.h5`` with ``best.json``
+(the epoch of the best validation score), ``last.keras``, ``history.csv``, ``skipped.csv``,
+``tensorboard/`` and ``.lock`` (held while a process trains there). A run's class names are
+stored in ``settings.json`` only; an older run's ``class_names.txt`` is still read.
 """
 
 import json
@@ -22,11 +23,15 @@ HISTORY_FILE = "history.csv"
 SKIPPED_FILE = "skipped.csv"
 CHECKPOINT_NAME = "epoch-{epoch:03d}.weights.h5"
 CHECKPOINT_PATTERN = re.compile(r"^epoch-(\d{3,})\.weights\.h5$")
+BEST_CHECKPOINT_FILE = "best.weights.h5"  # the epoch checkpoint with the best validation score, kept by name
+DEFAULT_KEEP_CHECKPOINTS = 3  # epoch checkpoints a run keeps (sizes per model: benchmarks/checkpoint_sizes.py)
+BEST_RECORD_FILE = "best.json"  # which epoch best.weights.h5 is, by which metric, and its value
 TENSORBOARD_FOLDER = "tensorboard"
 WORKERS_FOLDER = "workers"
 OLD_CLASS_NAMES_FILE = "class_names.txt"  # written beside settings.json by earlier versions; read, never written
 # What train() writes into a folder (and an older run's class names); --overwrite removes these and nothing else.
-RUN_FILES = (RUN_FILE, SETTINGS_FILE, OLD_CLASS_NAMES_FILE, LAST_MODEL_FILE, HISTORY_FILE, SKIPPED_FILE)
+RUN_FILES = (RUN_FILE, SETTINGS_FILE, OLD_CLASS_NAMES_FILE, LAST_MODEL_FILE, HISTORY_FILE, SKIPPED_FILE,
+             BEST_CHECKPOINT_FILE, BEST_RECORD_FILE)
 RUN_FOLDERS = (TENSORBOARD_FOLDER, WORKERS_FOLDER, "backup")  # backup/: the BackupAndRestore state of earlier versions
 
 

@@ -2,7 +2,9 @@
 non-finite loss, ``history.csv``, a progress display, TensorBoard logs and, per epoch, what the input
 pipelines skipped or repaired."""
 
+import contextlib
 import csv
+import json
 import math
 import os
 
@@ -11,14 +13,17 @@ import numpy as np
 from keras import ops
 
 from keras_v4d._compat import learning_rate_keeping_tensorboard, set_progress_target
-from keras_v4d.records.atomic import write_atomically
+from keras_v4d.records.atomic import NotWrittenError, write_atomically, write_failure
 from keras_v4d.records.run_files import (
+    BEST_CHECKPOINT_FILE,
+    BEST_RECORD_FILE,
     CHECKPOINT_NAME,
     HISTORY_FILE,
     LAST_MODEL_FILE,
     SKIPPED_FILE,
     TENSORBOARD_FOLDER,
 )
+from keras_v4d.training.run_folder import prune_checkpoints
 
 
 class EpochProgress(keras.callbacks.ProgbarLogger):
@@ -136,20 +141,26 @@ class RunCheckpoints(keras.callbacks.Callback):
 
     ``epoch-NNN.weights.h5`` (weights and optimizer state: the resume point) and ``last.keras`` (the
     whole model), each written to a temporary name and renamed, so a kill while saving leaves the
-    previous files whole. A NaN or infinite loss (checked after every step) or weight (checked before
-    saving) stops training at once and nothing is saved: the last checkpoint stays the last finite
-    one, and ``diverged`` says where (``train`` raises ``TrainingDiverged`` with it).
+    previous files whole. Then the epoch checkpoints beyond the newest ``keep`` are deleted (None:
+    none are), and with ``best_metric`` in the epoch's logs (validation) a better epoch becomes
+    ``best.weights.h5`` (a hard link to its checkpoint, or a copy) and ``best.json`` names it. A NaN
+    or infinite loss (checked after every step) or weight (checked before saving) stops training at
+    once and nothing is saved: the last checkpoint stays the last finite one, and ``diverged`` says
+    where (``train`` raises ``TrainingDiverged`` with it). A file that cannot be written raises
+    ``NotWrittenError`` naming it and why.
     ``checkpoint_dir``: where the resume points go (``output_dir`` unless a non-chief worker writes
     its copies elsewhere).
     """
 
-    def __init__(self, output_dir, checkpoint_dir=None):
+    def __init__(self, output_dir, checkpoint_dir=None, *, keep=None, best_metric=None):
         super().__init__()
         self.output_dir = output_dir
         self.checkpoint_dir = checkpoint_dir or output_dir
+        self.keep, self.best_metric = keep, best_metric
         self.diverged = None
         self._epoch = 0
         self.last_saved = None
+        self.best = _read_best(os.path.join(self.checkpoint_dir, BEST_RECORD_FILE), best_metric)
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
@@ -175,17 +186,74 @@ class RunCheckpoints(keras.callbacks.Callback):
         if self.diverged is not None:
             return
         path = os.path.join(self.checkpoint_dir, CHECKPOINT_NAME.format(epoch=epoch + 1))
-        write_atomically(path, self.model.save_weights)
-        write_atomically(os.path.join(self.output_dir, LAST_MODEL_FILE), self.model.save)
+        _written(path, self.model.save_weights)
         self.last_saved = path
+        _written(os.path.join(self.output_dir, LAST_MODEL_FILE), self.model.save)
+        self._keep_best(epoch + 1, path, logs or {})
+        if self.keep is not None:
+            prune_checkpoints(self.checkpoint_dir, self.keep)
+
+    def _better(self, value):
+        if self.best is None:
+            return True
+        return value < self.best["value"] if self.best_metric.endswith("loss") else value > self.best["value"]
+
+    def _keep_best(self, epoch, checkpoint, logs):
+        value = logs.get(self.best_metric) if self.best_metric else None
+        if value is None or not math.isfinite(float(value)) or not self._better(float(value)):
+            return
+        best = os.path.join(self.checkpoint_dir, BEST_CHECKPOINT_FILE)
+        _written(best, lambda temporary: _link_or_copy(checkpoint, temporary))
+        self.best = {"epoch": epoch, "metric": self.best_metric, "value": float(value)}
+        _written(os.path.join(self.checkpoint_dir, BEST_RECORD_FILE), lambda temporary: _write_json(temporary,
+                                                                                                     self.best))
+
+
+def _written(path, write):
+    """``write_atomically(path, write)``; a failed write raises ``NotWrittenError`` naming ``path``."""
+    try:
+        write_atomically(path, write)
+    except OSError as error:
+        raise NotWrittenError(path, write_failure(error)) from None
+
+
+def _link_or_copy(source, destination):
+    """``destination`` as a hard link to ``source`` (no more disk), or a copy where links fail."""
+    try:
+        os.link(source, destination)
+    except OSError:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(destination)
+        with open(source, "rb") as reader, open(destination, "wb") as writer:
+            while chunk := reader.read(1 << 24):
+                writer.write(chunk)
+
+
+def _write_json(path, value):
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump(value, handle, indent=2)
+
+
+def _read_best(path, metric):
+    """The ``best.json`` record of ``metric`` in ``path``, or None (none yet, another metric, unreadable)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            record = json.load(handle)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or record.get("metric") != metric or not isinstance(record.get("value"),
+                                                                                         (int, float)):
+        return None
+    return record
 
 
 def training_callbacks(output_dir, *, steps_per_epoch=None, skip_log=None, val_skip_log=None, tensorboard=True,
-                       checkpoint_dir=None, lost_videos=None):
+                       checkpoint_dir=None, lost_videos=None, keep_checkpoints=None, best_metric="val_top1"):
     """The callbacks of a training run under ``output_dir``.
 
     ``RunCheckpoints`` (per-epoch ``epoch-NNN.weights.h5`` with the optimizer state, the latest full
-    model ``last.keras``, both written atomically; a stop at the first non-finite loss),
+    model ``last.keras``, both written atomically; the newest ``keep_checkpoints`` kept (None: all)
+    and the best by ``best_metric`` as ``best.weights.h5``; a stop at the first non-finite loss),
     ``history.csv``; a progress display whose target is ``steps_per_epoch`` (when given);
     ``DataReport`` (skipped/repaired videos per epoch of the pipelines' ``skip_log`` /
     ``val_skip_log`` in the logs, ``history.csv``, ``skipped.csv`` and TensorBoard, plus the learning
@@ -200,7 +268,7 @@ def training_callbacks(output_dir, *, steps_per_epoch=None, skip_log=None, val_s
         # The row before the checkpoint: a kill between the two leaves a row that resuming trims, never
         # a checkpoint without its row.
         keras.callbacks.CSVLogger(os.path.join(output_dir, HISTORY_FILE), append=True),
-        RunCheckpoints(output_dir, checkpoint_dir),
+        RunCheckpoints(output_dir, checkpoint_dir, keep=keep_checkpoints, best_metric=best_metric),
     ]
     if tensorboard:
         callbacks.append(learning_rate_keeping_tensorboard(os.path.join(output_dir, TENSORBOARD_FOLDER),

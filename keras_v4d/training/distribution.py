@@ -33,6 +33,20 @@ def chief_and_task(strategy):
     return chief, f"{task_type}-{resolver.task_id}"
 
 
+def describe_devices(strategy):
+    """One line, in a user's words: where the run's steps run (``"1 GPU (…)"``, ``"CPU (…)"``)."""
+    from keras_v4d._compat import describe_machine
+
+    gpus = tf.config.list_logical_devices("GPU")
+    replicas = strategy.num_replicas_in_sync
+    if not gpus:
+        return f"{describe_machine()}; no GPU that TensorFlow can use"
+    kind = type(strategy).__name__
+    names = sorted({tf.config.experimental.get_device_details(d).get("device_name", "GPU")
+                    for d in tf.config.list_physical_devices("GPU")})
+    return f"{len(gpus)} GPU(s) ({', '.join(names)}); {replicas} replica(s) in sync ({kind})"
+
+
 _M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number (malloc.h)
 
 

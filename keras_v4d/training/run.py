@@ -34,13 +34,20 @@ from keras_v4d._compat import prepare_fit
 from keras_v4d.data import BadVideoError, bad_video_message
 from keras_v4d.data.service import DataServiceError
 from keras_v4d.models import BUILDERS, freeze, load_pretrained_weights
-from keras_v4d.records.atomic import write_atomically
+from keras_v4d.records.atomic import NotWrittenError, write_atomically, write_failure
+from keras_v4d.records.folder_lock import folder_lock
 from keras_v4d.records.presets import resolve_weights
-from keras_v4d.records.run_files import LAST_MODEL_FILE, SKIPPED_FILE, write_settings
+from keras_v4d.records.run_files import (
+    DEFAULT_KEEP_CHECKPOINTS,
+    LAST_MODEL_FILE,
+    SKIPPED_FILE,
+    WORKERS_FOLDER,
+    write_settings,
+)
 from keras_v4d.records.sampling import DEFAULT_SAMPLING
 from keras_v4d.training.callbacks import RunCheckpoints, TrainingDiverged, skip_counts, training_callbacks
 from keras_v4d.training.data import TrainingData, open_training_data
-from keras_v4d.training.distribution import Distribution, chief_and_task
+from keras_v4d.training.distribution import Distribution, chief_and_task, describe_devices
 from keras_v4d.training.recipe import Recipe, compile_for_training, set_precision_policy
 from keras_v4d.training.run_folder import (
     check_epochs,
@@ -66,12 +73,19 @@ class RunOutput:
             mean-class accuracy, learning rate, skipped/repaired videos per epoch).
         verbose: ``"auto"``: a progress bar per epoch when stdout is a terminal (1), one line per
             epoch otherwise (2), as in CI logs; or Keras' 0, 1, 2.
+        keep_checkpoints: the newest epoch checkpoints kept (older ones are deleted once a newer
+            one is complete; the resume point never is); None keeps every one. A command may change
+            it for a run (``run.json`` records the latest).
+        best_metric: with validation data, the epoch checkpoint with the best value of this metric
+            (highest; lowest for a loss) is also kept as ``best.weights.h5`` (``best.json`` names it).
     """
 
     folder: str
     overwrite: bool = False
     tensorboard: bool = True
     verbose: int | str = "auto"
+    keep_checkpoints: int | None = DEFAULT_KEEP_CHECKPOINTS
+    best_metric: str = "val_top1"
 
     def __post_init__(self):
         if not self.folder:
@@ -79,6 +93,13 @@ class RunOutput:
         object.__setattr__(self, "folder", os.fspath(self.folder))
         if self.verbose not in VERBOSE or isinstance(self.verbose, bool):
             raise ValueError(f"RunOutput: `verbose` must be one of {VERBOSE}, got {self.verbose!r}")
+        if self.keep_checkpoints is not None and (isinstance(self.keep_checkpoints, bool) or not isinstance(
+                self.keep_checkpoints, int) or self.keep_checkpoints < 1):
+            raise ValueError("RunOutput: `keep_checkpoints` must be a whole number ≥ 1 (the resume point is always "
+                             f"kept) or None (keep every epoch's), got {self.keep_checkpoints!r}")
+        if not isinstance(self.best_metric, str) or not self.best_metric.startswith("val_"):
+            raise ValueError("RunOutput: `best_metric` must name a validation metric (val_top1, val_top5, "
+                             f"val_mean_class_accuracy, val_loss), got {self.best_metric!r}")
 
     def fit_verbosity(self):
         """Keras' ``verbose`` for ``fit``: ``"auto"`` resolved against this process's stdout."""
@@ -164,6 +185,15 @@ def _fit_error(error, reader):
     return error
 
 
+def _not_written(error, folder, resume_point):
+    """A ``NotWrittenError`` for a write that failed during ``fit``: what, why, and what the run resumes from."""
+    if not isinstance(error, NotWrittenError):
+        error = NotWrittenError(getattr(error, "filename", None) or f"a file in {folder}", write_failure(error))
+    resume = (f"the run can resume from {resume_point} (the same command, once the cause is fixed)"
+              if resume_point else "no epoch had finished, so the run starts again from its first epoch")
+    return NotWrittenError(error.path, f"{error.reason}; {resume}")
+
+
 def _check_finite(checkpoints_callback, restored):
     if checkpoints_callback.diverged:
         kept = checkpoints_callback.last_saved or restored
@@ -183,7 +213,8 @@ def fit_run(model, inputs, folder, output, epochs, start, *, callbacks=(), resto
     run_callbacks = training_callbacks(folder.write_dir, steps_per_epoch=steps, skip_log=inputs.info.skip_log,
                                        val_skip_log=inputs.val_info.skip_log if inputs.val_info else None,
                                        tensorboard=output.tensorboard,
-                                       lost_videos=(lambda: reader.lost) if reader else None)
+                                       lost_videos=(lambda: reader.lost) if reader else None,
+                                       keep_checkpoints=output.keep_checkpoints, best_metric=output.best_metric)
     checkpoints_callback = next(c for c in run_callbacks if isinstance(c, RunCheckpoints))
     # The epoch is the dataset's end (no steps_per_epoch): videos skipped on the way shorten it.
     try:
@@ -199,6 +230,8 @@ def fit_run(model, inputs, folder, output, epochs, start, *, callbacks=(), resto
         if translated is error:
             raise
         raise translated from None
+    except OSError as error:  # a checkpoint, a log or TensorBoard's events could not be written
+        raise _not_written(error, folder.write_dir, checkpoints_callback.last_saved or restored) from None
     _check_finite(checkpoints_callback, restored)
     _print_skip_summary(inputs, folder.path)
     return history
@@ -241,7 +274,10 @@ def train(builder, data, output, *, sampling=None, recipe=None, distribution=Non
         run or only unreadable checkpoints); with ``options.strict``, ``BadVideoError`` naming the first
         video that cannot be read; ``TrainingDiverged`` when the loss or a weight became NaN or infinite
         (naming the epoch and step; the last finite checkpoint is kept as the resume point);
-        ``DataServiceError`` when the tf.data service cannot deliver (naming its address).
+        ``DataServiceError`` when the tf.data service cannot deliver (naming its address);
+        ``FolderBusyError`` (at once, before anything is written) while another process trains into
+        ``output``; ``NotWrittenError`` naming a checkpoint or log that could not be written, why, and
+        the checkpoint the run resumes from.
     """
     data = data if isinstance(data, TrainingData) else TrainingData(data)
     output = output if isinstance(output, RunOutput) else RunOutput(output)
@@ -249,20 +285,24 @@ def train(builder, data, output, *, sampling=None, recipe=None, distribution=Non
     distribution = distribution or Distribution()
     check_run(builder, data, distribution)
     strategy = distribution.start()  # before any other TensorFlow op runs
+    is_chief, task = chief_and_task(strategy)
+    print(f"device: {describe_devices(strategy)}", flush=True)
     set_precision_policy(recipe.mixed_precision)
-    inputs = open_training_data(data, sampling, recipe.batch_size)
+    inputs = open_training_data(data, sampling, recipe.batch_size)  # reads the sources' lists, writes nothing
     try:
-        is_chief, task = chief_and_task(strategy)
-        folder = open_run_folder(output.folder, run_record(builder, data, inputs, sampling, recipe), recipe.epochs,
-                                 overwrite=output.overwrite, chief=is_chief, task=task)
-        if is_chief:
-            write_settings(folder.path, sampling, inputs.class_names)
-        model, completed, restored = build_model(builder, inputs, sampling, recipe, folder, strategy)
-        if not resume_point(model, folder, recipe.epochs, completed, restored):
-            return None
-        prepare_fit(model, inputs.train, strategy)
-        return fit_run(model, inputs, folder, output, recipe.epochs, completed, callbacks=callbacks or (),
-                       restored=restored)
+        # One process per folder: a worker that is not the chief writes (and locks) its own.
+        with folder_lock(output.folder if is_chief else os.path.join(output.folder, WORKERS_FOLDER, task), "train"):
+            record = run_record(builder, data, inputs, sampling, recipe, keep_checkpoints=output.keep_checkpoints)
+            folder = open_run_folder(output.folder, record, recipe.epochs, overwrite=output.overwrite,
+                                     chief=is_chief, task=task)
+            if is_chief:
+                write_settings(folder.path, sampling, inputs.class_names)
+            model, completed, restored = build_model(builder, inputs, sampling, recipe, folder, strategy)
+            if not resume_point(model, folder, recipe.epochs, completed, restored):
+                return None
+            prepare_fit(model, inputs.train, strategy)
+            return fit_run(model, inputs, folder, output, recipe.epochs, completed, callbacks=callbacks or (),
+                           restored=restored)
     finally:
         if inputs.reader is not None:  # an epoch the run left unfinished lets go of its tf.data service client
             inputs.reader.close()

@@ -19,6 +19,7 @@ from keras_v4d.records.atomic import open_atomically, remove_temporaries
 from keras_v4d.records.presets import list_weights
 from keras_v4d.records.run_files import (
     CHECKPOINT_PATTERN,
+    DEFAULT_KEEP_CHECKPOINTS,
     HISTORY_FILE,
     LAST_MODEL_FILE,
     RUN_FILE,
@@ -31,6 +32,8 @@ from keras_v4d.records.sampling import DEFAULT_SAMPLING
 
 # Settings recorded since a later version: an earlier run.json without them held these values.
 RECORD_DEFAULTS = {"freeze": []}
+# Recorded, but a command may change them: a resumed run records the new value.
+CHANGEABLE_SETTINGS = ("keep_checkpoints",)
 
 
 class RunFolderError(ValueError):
@@ -56,14 +59,14 @@ def describe_weights(weights):
     return weights if weights in list_weights() else describe_source(weights)
 
 
-def run_record(builder, data, inputs, sampling, recipe):
+def run_record(builder, data, inputs, sampling, recipe, *, keep_checkpoints=DEFAULT_KEEP_CHECKPOINTS):
     """What defines a run (JSON-able): two commands with equal records train the same run.
 
     ``data``: the ``TrainingData`` (its sources); ``inputs``: what opening it found (``num_videos``,
     ``num_classes``, ``class_names``); ``recipe``: the ``Recipe`` (all but ``epochs`` and
     ``jit_compile``; ``init_weights`` a tag or an absolute path, ``freeze`` the frozen parts). The
     number of epochs, the strategy, the data options, logging and TensorBoard may change from one
-    command to the next.
+    command to the next, and so may ``keep_checkpoints`` (recorded; ``CHANGEABLE_SETTINGS``).
     """
     record = {
         "builder": builder,
@@ -80,6 +83,7 @@ def run_record(builder, data, inputs, sampling, recipe):
         "mixed_precision": bool(recipe.mixed_precision),
         "init_weights": describe_weights(recipe.init_weights),
         "freeze": list(recipe.freeze),
+        "keep_checkpoints": keep_checkpoints,
     }
     return json.loads(json.dumps(record))  # as run.json reads back (tuples become lists), so records compare
 
@@ -93,7 +97,7 @@ def record_differences(recorded, wanted):
     """``["batch_size: 8 recorded, 4 now", …]``, one per differing setting (sampling per field); a
     setting missing from either compares as its ``RECORD_DEFAULTS`` value."""
     differences = []
-    for key in sorted(set(recorded) | set(wanted)):
+    for key in sorted((set(recorded) | set(wanted)) - set(CHANGEABLE_SETTINGS)):
         old, new = recorded.get(key, RECORD_DEFAULTS.get(key)), wanted.get(key, RECORD_DEFAULTS.get(key))
         if key == "sampling" and isinstance(old, dict) and isinstance(new, dict):
             # a field added to VideoSampling after the run was recorded held its default there
@@ -112,6 +116,20 @@ def checkpoints(folder):
     found = [(int(match.group(1)), os.path.join(folder, name))
              for name in os.listdir(folder) if (match := CHECKPOINT_PATTERN.match(name))]
     return sorted(found, reverse=True)
+
+
+def prune_checkpoints(folder, keep):
+    """Deletes all but the newest ``keep`` (≥ 1) ``epoch-NNN.weights.h5`` of ``folder``, oldest first,
+    so the newest (the resume point) is never among them and a kill part-way leaves more, never fewer.
+    Returns the deleted paths."""
+    deleted = []
+    for _, path in reversed(checkpoints(folder)[keep:]):
+        try:
+            os.remove(path)
+        except FileNotFoundError:
+            continue
+        deleted.append(path)
+    return deleted
 
 
 def _read_record(path):
@@ -153,7 +171,7 @@ def claim_run_folder(folder, record, *, overwrite=False, write=True):
     first. Returns ``"new"``, ``"resumed"`` or ``"overwritten"``.
     """
     path = os.path.join(folder, RUN_FILE)
-    state = "new"
+    state, changed = "new", False
     if os.path.isfile(path):
         recorded = None if overwrite else _read_record(path)
         differences = [] if recorded is None else record_differences(recorded, record)
@@ -162,6 +180,7 @@ def claim_run_folder(folder, record, *, overwrite=False, write=True):
                                  + "; ".join(differences) + ". Use another --output, or --overwrite to delete "
                                  "that run and start this one there")
         state = "resumed" if recorded is not None else "overwritten"
+        changed = state == "resumed" and any(recorded.get(key) != record.get(key) for key in CHANGEABLE_SETTINGS)
     elif checkpoints(folder) or os.path.exists(os.path.join(folder, LAST_MODEL_FILE)):
         if not overwrite:
             raise RunFolderError(f"{folder} holds checkpoints of a run without {RUN_FILE} (written by an earlier "
@@ -173,7 +192,7 @@ def claim_run_folder(folder, record, *, overwrite=False, write=True):
         print(f"--overwrite: deleted the earlier run in {folder} ({removed} files and folders)", flush=True)
     if write:
         os.makedirs(folder, exist_ok=True)
-        if state != "resumed":
+        if state != "resumed" or changed:
             with open_atomically(path, "w", encoding="utf-8") as handle:
                 json.dump(record, handle, indent=2)
         remove_temporaries(folder)  # left by a writer killed mid-save

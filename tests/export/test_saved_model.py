@@ -20,6 +20,7 @@ from keras_v4d.export import (
     tflite_ops,
 )
 from keras_v4d.models import V4DResNet18, build_resnet3d
+from keras_v4d.records.folder_lock import LOCK_FILE
 from keras_v4d.records.run_files import write_settings
 from keras_v4d.records.sampling import VideoSampling
 from tests.commands import run_tool
@@ -143,7 +144,9 @@ def test_a_failed_saved_model_export_leaves_the_previous_folder(model, tmp_path,
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(tf.saved_model, "save", half_written)
-    with pytest.raises(ExportError, match=r"SavedModel export to .*sm failed \(OSError: .*No space left"):
+    # the disk, in a user's words, not the library's text
+    with pytest.raises(ExportError, match=r"SavedModel export to .*sm failed: it could not be written \(no space left "
+                                          r"on the device\); a previous SavedModel there is left as it was"):
         export_saved_model(model, str(path))
     assert {p.relative_to(path): p.read_bytes() for p in path.rglob("*") if p.is_file()} == before
     assert _temporaries(tmp_path) == []
@@ -271,7 +274,7 @@ def test_the_export_tool_writes_every_format_and_int8_only_with_representative_d
     assert export(argv) == 0
     printed = capsys.readouterr().out
     assert "TFLite (int8): left out" in printed and "--representative_data" in printed
-    assert sorted(os.listdir(out)) == ["model.onnx", "model_dynamic.tflite", "model_float32.tflite",
+    assert sorted(os.listdir(out)) == [LOCK_FILE, "model.onnx", "model_dynamic.tflite", "model_float32.tflite",
                                        "model_fp16.tflite", "saved_model"]
     video = _video((1, 4, 2, 32, 32, 3), seed=4)
     expected = _keras_probabilities(model, video)

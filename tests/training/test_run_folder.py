@@ -16,6 +16,8 @@ import pytest
 
 from keras_v4d.data import resolve_source
 from keras_v4d.records.atomic import TEMPORARY_PREFIX
+from keras_v4d.records.folder_lock import LOCK_FILE
+from keras_v4d.records.run_files import DEFAULT_KEEP_CHECKPOINTS
 from keras_v4d.records.sampling import VideoSampling
 from keras_v4d.training import Recipe, RunOutput, TrainingData, train
 from keras_v4d.training.callbacks import TrainingDiverged
@@ -43,8 +45,9 @@ def _train(listing, output, epochs, **kwargs):
 
 
 def _files(folder):
-    """{name: bytes} of a folder's files (not its sub-folders)."""
-    return {name: (folder / name).read_bytes() for name in sorted(os.listdir(folder)) if (folder / name).is_file()}
+    """{name: bytes} of a folder's files (not its sub-folders, not the lock a process holds while it runs)."""
+    return {name: (folder / name).read_bytes() for name in sorted(os.listdir(folder))
+            if (folder / name).is_file() and name != LOCK_FILE}
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +89,8 @@ def test_killed_training_resumes_with_one_history_row_per_epoch(tiny_dataset, tm
     started_at = int(second.stdout.split("Epoch ", 1)[1].split("/", 1)[0])
     assert started_at == done_before_kill + 1  # resumed after its last checkpoint, not at epoch 1
     assert epochs_logged(output) == list(range(epochs))  # one row per epoch, none twice, none missing
-    assert [epoch for epoch, _ in checkpoints(str(output))] == list(range(epochs, 0, -1))
+    kept = list(range(epochs, epochs - DEFAULT_KEEP_CHECKPOINTS, -1))  # the newest, by default
+    assert [epoch for epoch, _ in checkpoints(str(output))] == kept
     assert not [name for name in os.listdir(output) if name.startswith(TEMPORARY_PREFIX)]
     assert keras.models.load_model(output / "last.keras").output.shape == (None, 2)
 
@@ -156,7 +160,7 @@ def test_the_cli_refuses_a_used_folder_before_writing_and_names_the_difference(t
     result = run_tool("train", *train_command(tiny_dataset, output, 1)[3:])
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "builder: \"V4DResNet18\" recorded, \"TSNResNet18\" now" in result.stderr
-    assert sorted(os.listdir(output)) == ["run.json"]
+    assert sorted(os.listdir(output)) == [LOCK_FILE, "run.json"]  # the lock it held, nothing else
 
 
 def test_a_truncated_checkpoint_is_named_and_resume_falls_back_to_the_one_before(tiny_dataset, run_of_two_epochs,

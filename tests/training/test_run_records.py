@@ -25,7 +25,9 @@ def test_each_record_names_the_field_at_fault():
                           (lambda: TrainingData("a.txt", num_classes=0), "TrainingData: `num_classes` must be"),
                           (lambda: TrainingData("a.txt", options={"strict": True}), "`options` must be a DataOptions"),
                           (lambda: RunOutput(""), "RunOutput: `folder` .* is required"),
-                          (lambda: RunOutput("runs/a", verbose=3), "RunOutput: `verbose` must be one of")):
+                          (lambda: RunOutput("runs/a", verbose=3), "RunOutput: `verbose` must be one of"),
+                          (lambda: RunOutput("runs/a", keep_checkpoints=0), "`keep_checkpoints` must be a whole"),
+                          (lambda: RunOutput("runs/a", best_metric="top1"), "`best_metric` must name a validation")):
         with pytest.raises(ValueError, match=message):
             make()
     assert Recipe(decay_epochs=[35, 60]).decay_epochs == (35, 60)  # a list from flags or JSON
@@ -61,7 +63,7 @@ def test_the_run_record_is_built_from_the_records_and_equals_run_json_read_back(
         "val_data": os.path.abspath("val.txt"), "sampling": json.loads(json.dumps(sampling.to_dict())),
         "batch_size": 2, "num_classes": 2, "class_names": ["a", "b"], "lr": 0.1, "weight_decay": 1e-5,
         "decay_epochs": [3, 5], "mixed_precision": False, "init_weights": os.path.abspath("r18.weights.h5"),
-        "freeze": []}
+        "freeze": [], "keep_checkpoints": 3}
     assert inputs.steps_per_epoch == 2 and inputs.class_names == ["a", "b"]
     # The sampling's area range is a tuple; run.json holds a list: the same run all the same.
     assert claim_run_folder(str(tmp_path), record) == "new"
