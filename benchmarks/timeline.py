@@ -49,6 +49,15 @@ def long_video(source, minutes, short_side, folder):
     return path, wanted
 
 
+def add_stream_arguments(parser, minutes):
+    """The long video's arguments: VIDEO, --minutes, --window, --hop, --size."""
+    parser.add_argument("video", nargs="?")
+    parser.add_argument("--minutes", type=float, default=minutes)
+    parser.add_argument("--window", type=float, default=10.0, help="seconds per window")
+    parser.add_argument("--hop", type=float, default=1.0, help="seconds between windows")
+    parser.add_argument("--size", type=int, default=112, help="test crop (and short side)")
+
+
 def per_window(model, path, sampling, first_frames, window_frames):
     """Every window run alone: its frames decoded, sampled and through Algorithm 1 → ``(W, classes)``."""
     predictor = VideoLevelPredictor(model)
@@ -66,11 +75,7 @@ def per_window(model, path, sampling, first_frames, window_frames):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("video", nargs="?")
-    parser.add_argument("--minutes", type=float, default=5.0)
-    parser.add_argument("--window", type=float, default=10.0, help="seconds per window")
-    parser.add_argument("--hop", type=float, default=1.0, help="seconds between windows")
-    parser.add_argument("--size", type=int, default=112, help="test crop (and short side)")
+    add_stream_arguments(parser, minutes=5.0)
     parser.add_argument("--crops", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()

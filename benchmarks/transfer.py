@@ -97,21 +97,21 @@ def top1(model, test_list):
 
 
 def pretrain(folder, args, seed):
-    """Trains V4D on the demo's 6 orders; returns (weights file, its top-1 on held-out videos)."""
+    """Trains V4D on the demo's 6 orders; returns (weights file, its top-1 on held-out videos, their list)."""
     train_list = demo.write_dataset(os.path.join(folder, "pretrain"), args.pretrain_per_class, seed=[seed, 1])
     test_list = demo.write_dataset(os.path.join(folder, "pretrain_test"), args.test_per_class, seed=[seed, 2])
     model = fit(new_model(len(demo.ORDERS), args, seed), train_list, len(demo.ORDERS), args.pretrain_epochs,
                 args.pretrain_batch_size, args, seed)
     path = os.path.join(folder, "pretrained.weights.h5")
     write_atomically(path, model.save_weights)
-    return path, top1(model, test_list)
+    return path, top1(model, test_list), test_list
 
 
 def run_seed(seed, args, folder):
     """One seed: pretrain, then fine-tune and from scratch on the second-shape task; their top-1 (%)."""
     folder = os.path.join(folder, f"seed{seed}")
     began = time.time()
-    weights, pretrained_top1 = pretrain(folder, args, seed)
+    weights, pretrained_top1, _ = pretrain(folder, args, seed)
     train_list = write_second_shape_dataset(os.path.join(folder, "finetune"), args.per_class, seed=[seed, 3])
     test_list = write_second_shape_dataset(os.path.join(folder, "finetune_test"), args.test_per_class,
                                            seed=[seed, 4])

@@ -13,6 +13,18 @@ code is then 1 (2 for bad flags or a missing checkpoint).
 --hop seconds, each with the test protocol (the probabilities of predicting that window alone),
 units shared between windows, the video decoded as a stream. It writes NAME.timeline.csv, .json
 and .png per video into --output_dir and prints their paths.
+
+--stream URL follows a live source (rtsp://, http(s)://, udp://, tcp://, a camera device, a file):
+one JSON line per window on stdout as soon as the window's last unit has arrived —
+{"segment", "start", "end" (stream seconds), "mode", "latency_s", "top": [{"class", "probability"}]} —
+and one line per event ({"event": "stall" | "gap" | "segment" | "end", "message", "segment",
+"time"}); messages go to stderr, and --append FILE appends the same lines to FILE. The mode defaults
+to all_units (the one that keeps up on a CPU; --mode combinations for Algorithm 1). A connection that
+ends is reopened with backoff (--noreconnect to stop instead); with no frame for --stall_timeout
+seconds a stall line is written and the tool waits (--on_stall exit: it exits with code 1). Ctrl-C
+and SIGTERM end it cleanly (exit codes 130 and 143) with every line written whole.
+
+    keras-v4d predict --checkpoint runs/v4d/last.keras --stream rtsp://camera.local/stream --window 10 --hop 1
 """
 
 import json
@@ -28,6 +40,7 @@ from keras_v4d.cli.common import (
     load_inference_model,
     output_lock,
     run,
+    until_stopped,
 )
 
 FLAGS = flags.FlagValues()
@@ -42,6 +55,17 @@ flags.DEFINE_float("hop", 1.0, "--timeline: seconds between window starts (round
                    lower_bound=0.001, flag_values=FLAGS)
 flags.DEFINE_string("output_dir", "timelines", "--timeline: folder for the CSV, JSON and PNG files.",
                     flag_values=FLAGS)
+flags.DEFINE_string("stream", None, "A live source (a URL FFmpeg opens, a camera device or a file): one JSON line "
+                    "per window of --window seconds every --hop seconds, as it arrives.", flag_values=FLAGS)
+flags.DEFINE_float("stall_timeout", 10.0, "--stream: seconds without a frame before a stall is reported.",
+                   lower_bound=0.001, flag_values=FLAGS)
+flags.DEFINE_enum("on_stall", "wait", ["wait", "exit"], "--stream: after a stall, keep waiting or exit (code 1).",
+                  flag_values=FLAGS)
+flags.DEFINE_bool("reconnect", True, "--stream: reopen a source whose connection ends (with backoff).",
+                  flag_values=FLAGS)
+flags.DEFINE_float("stream_fps", None, "--stream: the source's frame rate when it does not say.", lower_bound=0.001,
+                   flag_values=FLAGS)
+flags.DEFINE_string("append", None, "--stream: also append the JSON lines to this file.", flag_values=FLAGS)
 
 
 def main(argv):
@@ -49,6 +73,11 @@ def main(argv):
     from keras_v4d.inference.prediction import predict_videos
 
     videos = argv[1:]
+    if FLAGS.stream:
+        if videos or FLAGS.timeline:
+            raise CommandError("--stream follows one source: give no video files and no --timeline with it")
+        model, class_names, sampling = load_inference_model(FLAGS)
+        return _stream(model, sampling, class_names)
     if not videos:
         raise CommandError("give one or more video files: keras-v4d predict --checkpoint C VIDEO...")
     model, class_names, sampling = load_inference_model(FLAGS)
@@ -110,6 +139,59 @@ def _timelines(model, videos, sampling, class_names, max_frame_pixels):
     if failed:
         print(f"{failed} of {len(videos)} video(s) could not be read", file=sys.stderr)
         return EXIT_BAD_INPUT
+    return 0
+
+
+
+def _window_line(window, class_names):
+    from keras_v4d.records.class_names import top_classes
+
+    top = top_classes(window.probabilities, class_names, FLAGS.top_k)
+    return {"segment": window.segment, "start": round(window.start, 3), "end": round(window.end, 3),
+            "mode": window.mode, "latency_s": round(window.latency, 3),
+            "top": [{"class": name, "probability": round(float(p), 6)} for name, p in top]}
+
+
+def _stream(model, sampling, class_names):
+    """--stream: JSON lines as the source arrives (``inference.live``)."""
+    from keras_v4d.data import VideoReadError
+    from keras_v4d.inference.live import LIVE_MODE, LiveSource, LiveWindow, StreamStalled, live_timeline
+    from keras_v4d.records.atomic import write_failure
+
+    try:
+        appended = open(FLAGS.append, "a", encoding="utf-8") if FLAGS.append else None
+    except OSError as error:
+        raise CommandError(f"--append {FLAGS.append}: cannot be written ({write_failure(error)})",
+                           EXIT_NOT_WRITTEN) from None
+
+    def emit(document):
+        line = json.dumps(document) + "\n"
+        sys.stdout.write(line)
+        sys.stdout.flush()
+        if appended:
+            appended.write(line)
+            appended.flush()
+
+    def follow():
+        follow = LiveSource(fps=FLAGS.stream_fps, stall_timeout=FLAGS.stall_timeout, on_stall=FLAGS.on_stall,
+                            reconnect=FLAGS.reconnect)
+        for item in live_timeline(model, FLAGS.stream, sampling, window=FLAGS.window, hop=FLAGS.hop,
+                                  mode=FLAGS.mode if FLAGS["mode"].present else LIVE_MODE, follow=follow):
+            if isinstance(item, LiveWindow):
+                emit(_window_line(item, class_names))
+            else:
+                print(f"{item.kind}: {item.message}", file=sys.stderr, flush=True)
+                emit({"event": item.kind, "message": item.message, "segment": item.segment, "time": item.time})
+
+    try:
+        until_stopped(follow, "every line written is whole")
+    except StreamStalled as error:
+        raise CommandError(f"--stream {FLAGS.stream}: {error}", EXIT_BAD_INPUT) from None
+    except VideoReadError as error:
+        raise CommandError(f"--stream: {error}") from None
+    finally:
+        if appended:
+            appended.close()
     return 0
 
 

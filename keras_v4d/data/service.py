@@ -269,6 +269,18 @@ class ServiceReader:
             iteration.end()
 
 
+
+def put_until_stopped(elements, item, stopped, poll=1.0):
+    """Puts ``item`` into the bounded queue ``elements``, waiting while it is full, unless the event
+    ``stopped`` is set first (then ``False``): a producer thread that never blocks past its consumer."""
+    while not stopped.is_set():
+        try:
+            elements.put(item, timeout=poll)
+            return True
+        except queue.Full:
+            continue
+    return False
+
 class _Iteration:
     """One epoch's reading: its thread, the elements it read (a bounded queue), its iterator; ``end``
     (any thread) stops the thread, cancelling a read in progress, and waits for it to let go."""
@@ -279,13 +291,7 @@ class _Iteration:
 
     def put(self, item):
         """Puts ``item`` into ``elements`` unless the reading stops first (then ``False``)."""
-        while not self.stopped.is_set():
-            try:
-                self.elements.put(item, timeout=1)
-                return True
-            except queue.Full:
-                continue
-        return False
+        return put_until_stopped(self.elements, item, self.stopped)
 
     def end(self, wait=JOIN_SECONDS):
         self.stopped.set()

@@ -167,12 +167,27 @@ class TimelineStream:
             self.next_unit += 1
             for i in [i for i in self.held if i < grid.unit_start(self.next_unit)]:
                 del self.held[i]
-        # windows whose units are cut and whose frames have all been decoded
-        by_units, by_frames = self.next_unit - grid.num_units, index + 1 - grid.window_frames
+        if self.pending_windows() >= self.windows_per_call:
+            self.run_windows(self.pending_windows())
+
+    def pending_windows(self):
+        """How many grid windows have all their units cut and all their frames decoded, and have not run."""
+        grid = self.grid
+        by_units, by_frames = self.next_unit - grid.num_units, self.count - grid.window_frames
         ready = 0 if min(by_units, by_frames) < 0 else min(by_units // grid.hop_units,
                                                              by_frames // grid.hop_frames) + 1
-        if ready - self.next_window >= self.windows_per_call:
-            self.run_windows(ready - self.next_window)
+        return ready - self.next_window
+
+    def take_windows(self):
+        """The windows run since the last call as rows ``(first frame, probabilities, start s, end s)``,
+        forgotten here (a live stream keeps no history: its state stays bounded)."""
+        grid = self.grid
+        rows = [(first, p, self.times[first], self.times[first + grid.window_frames - 1] + 1.0 / self.fps)
+                for first, p in self.results]
+        self.results.clear()
+        for index in [i for i in self.times if i < self.next_window * grid.hop_frames]:
+            del self.times[index]
+        return rows
 
     def window_probabilities(self, unit_starts):
         """Class probabilities ``(W, classes)`` of windows given as the first frames of their U_infer

@@ -26,12 +26,19 @@ pytestmark = [pytest.mark.slow, pytest.mark.serial,
 TIMEOUT = 180  # seconds; the tool and each worker import TensorFlow, about 10 s on 2 busy cores
 
 
-def start_tool(*args, **kwargs):
-    """``python -m keras_v4d.cli.convert_data args…`` in a session of its own (its workers with it)."""
+def start_tool(*args, preexec_fn=None):
+    """``python -m keras_v4d.cli.convert_data args…`` in a session of its own (its workers with it), with
+    Ctrl-C's default action whatever this process inherited (a job started in the background of a
+    non-interactive shell ignores SIGINT, and Python keeps an ignored SIGINT ignored)."""
+    def prepare():
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        if preexec_fn is not None:
+            preexec_fn()
+
     env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONFAULTHANDLER": "1"}
     return subprocess.Popen([sys.executable, "-m", "keras_v4d.cli.convert_data", *map(str, args)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-                            **kwargs)
+                            preexec_fn=prepare)
 
 
 def state(pid):
