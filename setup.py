@@ -9,7 +9,7 @@ setup(
     packages=find_packages(include=["keras_v4d", "keras_v4d.*"]) + ["keras_v4d.checkpoints"],
     package_dir={"keras_v4d.checkpoints": "checkpoints"},
     package_data={"keras_v4d.checkpoints": ["*.json", "*.txt", "*.h5"]},
-    python_requires=">=3.10",
+    python_requires=">=3.10,<3.14",  # TensorFlow 2.20 has wheels for 3.10-3.13
     entry_points={"console_scripts": ["keras-v4d = keras_v4d.cli.main:console_main"]},
     install_requires=[
         "tensorflow~=2.20.0",
@@ -21,6 +21,7 @@ setup(
         "tqdm",
         "ai-edge-litert",
         "h5py",
+        "matplotlib",  # the timeline's figure (inference.timeline.write_timeline)
         # keras-v4d export writes an ONNX file by default. tf2onnx 1.16 pins protobuf 3.20 (a downgrade
         # under TensorFlow 2.20); 1.17 does not.
         "tf2onnx>=1.17",

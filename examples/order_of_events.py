@@ -16,7 +16,9 @@ crops and flips, and the initialisation; two runs print the same table. ``--seed
 It writes two pictures (paths printed): the units sampled from one test video per class, and a
 bar chart of the table.
 
-Run: ``python examples/order_of_events.py [--seed 0 | --seeds 3] [--epochs 20] [--output_dir docs]``.
+Run: ``python examples/order_of_events.py [--seed 0 | --seeds 3] [--epochs 20] [--output_dir DIR]``: the
+pictures go to the current folder unless ``--output_dir`` says otherwise (``--output_dir docs`` from the
+repository's root regenerates the guide's figures).
 """
 
 import argparse
@@ -53,7 +55,7 @@ TEST_UNITS = 8
 SAMPLING = VideoSampling(train_units=4, frames_per_unit=2, stride=2, crop_size=32, short_side=36, area_range=(0.6, 1.0),
                          test_num_units=TEST_UNITS, test_crop_size=32, test_num_crops=1)
 MODELS = (("I3D-S ResNet18", None, 1), ("TSN+I3D-S ResNet18", None, 4), ("V4D ResNet18", "v4d", 4))
-DEFAULT_OUTPUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "docs")
+DEFAULT_OUTPUT = "."  # where the user runs it; the guide's figures: --output_dir docs
 
 
 def shape_mask(kind, centre, radius):

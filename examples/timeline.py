@@ -8,7 +8,9 @@ and prints, per episode, the top class of the windows that lie within it. The to
 JSON and PNG; the PNG is copied to ``--output_dir``. The test of the timeline
 (tests/inference/test_timeline.py) uses the same clips, model and video.
 
-Run: ``python examples/timeline.py [--output_dir docs]``.
+Run: ``python examples/timeline.py [--output_dir DIR]``: the picture goes to the current folder unless
+``--output_dir`` says otherwise (``--output_dir docs`` from the repository's root regenerates the guide's
+figure).
 """
 
 import argparse
@@ -41,7 +43,7 @@ SAMPLING = VideoSampling(train_units=4, frames_per_unit=2, stride=2, crop_size=3
                          test_num_crops=1)
 EPISODES = (1, 0, 2, 0, 1, 2)  # green, red, blue, red, green, blue
 EPISODE_SECONDS = 3.0
-DEFAULT_OUTPUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "docs")
+DEFAULT_OUTPUT = "."  # where the user runs it; the guide's figures: --output_dir docs
 
 
 def colour_clip(rng, label, frames):

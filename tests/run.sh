@@ -6,10 +6,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export TF_CPP_MIN_LOG_LEVEL=2
-KERAS_BACKEND=jax python -m pytest -q -n 2 -m backend_agnostic tests
+# JAX runs eagerly op by op on CPU (several times PyTorch's time here): it checks the layers, models and
+# records; PyTorch checks every backend-agnostic test, inference and training included.
+KERAS_BACKEND=jax python -m pytest -q -n 2 -m backend_agnostic tests/layers tests/models tests/records
 KERAS_BACKEND=torch python -m pytest -q -m backend_agnostic tests
 KERAS_BACKEND=tensorflow python -m pytest -q -n 2 --dist loadfile -m "not serial" tests
 KERAS_BACKEND=tensorflow python -m pytest -q -m serial tests
 # TensorFlow's oneDNN kernels change the last bits: the layer/model numerics also pass with them off
 # (Eigen's kernels, TensorFlow's default on x86 CPUs without AVX512_VNNI/BF16 or AMX).
-TF_ENABLE_ONEDNN_OPTS=0 KERAS_BACKEND=tensorflow python -m pytest -q -m backend_agnostic tests
+TF_ENABLE_ONEDNN_OPTS=0 KERAS_BACKEND=tensorflow python -m pytest -q -m backend_agnostic tests/layers tests/models

@@ -10,9 +10,15 @@ relative to the list). Each worker serves the lists given with --train: it decod
 normalises the videos the trainer asks for. Prints its address, then serves until Ctrl-C (exit code
 130) or SIGTERM (143). A worker that stops mid-epoch loses the videos it held; the trainer goes on
 and counts them (`lost` in history.csv).
+
+Security: the tf.data service listens on every network interface without authentication; any host
+that reaches the dispatcher can register a dataset graph that the workers run, TensorFlow's file
+operations included. Run it on a private network only, its ports open to the training hosts alone
+(docs/security.md).
 """
 
 import socket
+import sys
 import time
 
 from absl import flags
@@ -43,7 +49,9 @@ def _free_port():
 def _serve():
     import tensorflow as tf
 
-    from keras_v4d.data.service import service_address, start_dispatcher, start_worker
+    from keras_v4d.data.service import EXPOSURE_WARNING, service_address, start_dispatcher, start_worker
+
+    print(f"warning: {EXPOSURE_WARNING}", file=sys.stderr, flush=True)
 
     if FLAGS.dispatcher:
         try:

@@ -270,6 +270,12 @@ class ServiceReader:
 
 
 
+
+# Said by `keras-v4d data-service` at start and in its help (docs/security.md).
+EXPOSURE_WARNING = ("the tf.data service listens on every network interface without authentication: any host that "
+                    "reaches the dispatcher can register a dataset graph that the workers run, TensorFlow's file "
+                    "operations included. Run it on a private network only (docs/security.md).")
+
 def put_until_stopped(elements, item, stopped, poll=1.0):
     """Puts ``item`` into the bounded queue ``elements``, waiting while it is full, unless the event
     ``stopped`` is set first (then ``False``): a producer thread that never blocks past its consumer."""

@@ -66,6 +66,7 @@ def _start(args, ready, processes):
             line = process.stdout.readline()
             lines.append(line)
             if line.startswith(ready):  # from here on its output is read (and dropped) so that it never blocks
+                assert any("listens on every network interface without authentication" in x for x in lines), lines
                 threading.Thread(target=process.stdout.read, daemon=True).start()
                 return process
             if not line and process.poll() is not None:

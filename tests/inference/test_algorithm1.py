@@ -6,8 +6,8 @@ import keras
 import numpy as np
 import pytest
 
-import keras_v4d
 from keras_v4d.inference.algorithm1 import Algorithm1, mode_combinations, unit_combinations
+from keras_v4d.models import build_resnet3d
 
 pytestmark = pytest.mark.backend_agnostic
 
@@ -53,7 +53,7 @@ def trained_like(model, seed=0, scale=0.02):
 
 
 def test_the_store_runs_each_distinct_window_once_across_calls(monkeypatch):
-    model = trained_like(keras_v4d.V4DResNet18(classes=3))
+    model = trained_like(build_resnet3d(18, "v4d", classes=3, width=0.25))  # narrow: the same code paths
     units = np.random.default_rng(0).random((12, 2, 2, 32, 32, 3)).astype("float32")  # 12 units, 2 crops each
     keys = 100 + np.arange(12)  # e.g. the units' first frames
     engine = Algorithm1(model)
@@ -81,7 +81,7 @@ def test_the_store_runs_each_distinct_window_once_across_calls(monkeypatch):
 
 
 def test_a_logit_model_gets_probabilities_and_all_units_is_one_combination():
-    model = trained_like(keras_v4d.F4DResNet18(classes=3, classifier_activation=None))
+    model = trained_like(build_resnet3d(18, "f4d", classes=3, classifier_activation=None, width=0.25))
     units = np.random.default_rng(1).random((5, 1, 2, 32, 32, 3)).astype("float32")
     engine = Algorithm1(model)
     engine.add_units(np.arange(5), units)
@@ -98,7 +98,7 @@ def test_a_logit_model_gets_probabilities_and_all_units_is_one_combination():
 
 
 def test_a_small_element_budget_gives_the_same_scores():
-    model = trained_like(keras_v4d.V4DResNet18(classes=3))
+    model = trained_like(build_resnet3d(18, "v4d", classes=3, width=0.25))  # narrow: the same code paths
     units = np.random.default_rng(2).random((6, 1, 2, 32, 32, 3)).astype("float32")
     combinations = unit_combinations(6, 3)
     answers = []
