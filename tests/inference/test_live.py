@@ -142,7 +142,9 @@ def test_the_tool_prints_json_lines_only_and_sigterm_ends_it_cleanly(files, tmp_
             assert line, tool.stderr.read()[-3000:]
             lines.append(json.loads(line))
         tool.send_signal(signal.SIGTERM)
-        rest, stderr = tool.communicate(timeout=60)
+        rest = tool.stdout.read()  # through the same reader: lines it read ahead are in its buffer
+        stderr = tool.stderr.read()
+        tool.wait(60)
     finally:
         tool.kill()
         sender.kill()
