@@ -120,6 +120,18 @@ def _write_failure(error):
     return write_failure(error)
 
 
+def unique_stem(path, taken):
+    """``path``'s file name without its extension, made unique among ``taken`` (and added to it): two
+    videos of the same name from different folders get ``name`` and ``name_``."""
+    import os
+
+    name = os.path.splitext(os.path.basename(path))[0]
+    while name in taken:
+        name += "_"
+    taken.add(name)
+    return name
+
+
 def define_sampling_flags(flag_values):
     """The training sampler's flags (U, T, τ, crop, short side), their defaults ``VideoSampling``'s."""
     flags.DEFINE_integer("num_units", DEFAULT_SAMPLING.train_units, "Action units U per video.",

@@ -28,6 +28,7 @@ from keras_v4d.cli.common import (
     load_inference_model,
     output_lock,
     run,
+    unique_stem,
 )
 
 FLAGS = flags.FlagValues()
@@ -136,10 +137,7 @@ def _timelines(model, videos, sampling, max_frame_pixels):
             print(f"error: {error}", file=sys.stderr)
             failed += 1
             continue
-        name = os.path.splitext(os.path.basename(video))[0]
-        while name in names:  # two videos of the same name from different folders
-            name += "_"
-        names.add(name)
+        name = unique_stem(video, names)
         path = _written(write_window_features, os.path.join(FLAGS.output_dir, f"{name}.features.npz"), windows,
                         sampling, FLAGS.mode)
         print(f"{video}: {path}: {len(windows.starts)} windows × {windows.features.shape[-1]} features")

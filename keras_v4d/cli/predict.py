@@ -40,6 +40,7 @@ from keras_v4d.cli.common import (
     load_inference_model,
     output_lock,
     run,
+    unique_stem,
     until_stopped,
 )
 
@@ -122,10 +123,7 @@ def _timelines(model, videos, sampling, class_names, max_frame_pixels):
             print(f"error: {error}", file=sys.stderr)
             failed += 1
             continue
-        name = os.path.splitext(os.path.basename(path))[0]
-        while name in names:  # two videos of the same name from different folders
-            name += "_"
-        names.add(name)
+        name = unique_stem(path, names)
         try:
             paths = write_timeline(timeline, os.path.join(FLAGS.output_dir, name), top_k=FLAGS.top_k)
         except OSError as error:
