@@ -29,10 +29,14 @@ import keras_v4d  # noqa: F401  (before TensorFlow: the oneDNN setting)
 
 # isort: split
 import numpy as np
+from keras import ops
 
 from keras_v4d.inference import predict_videos
+from keras_v4d.inference.algorithm1 import Algorithm1, mode_combinations
 from keras_v4d.inference.live import LiveWindow, live_timeline
+from keras_v4d.inference.timeline import timeline_grid
 from keras_v4d.models import BUILDERS
+from keras_v4d.models.video_model import VideoParts
 from keras_v4d.records.sampling import VideoSampling
 
 MODES = ("all_units", "combinations")
@@ -45,6 +49,73 @@ def run_live(model, path, sampling, mode, window, hop, seconds):
                if isinstance(item, LiveWindow)]
     wall = time.perf_counter() - began
     return seconds / wall, np.array([w.latency for w in windows]), np.array([w.probabilities.argmax() for w in windows])
+
+
+class _Timed:
+    """A part of the model, timed: its outputs are made NumPy at once, so the time is the part's own."""
+
+    def __init__(self, part):
+        self.part, self.seconds, self.calls = part, 0.0, 0
+
+    def __call__(self, *args, **kwargs):
+        began = time.perf_counter()
+        outputs = ops.convert_to_numpy(self.part(*args, **kwargs))
+        self.seconds += time.perf_counter() - began
+        return outputs
+
+
+class _TimedBlock(_Timed):
+    """A 4D block whose ``unit_output`` is timed."""
+
+    def __init__(self, block):
+        super().__init__(block.unit_output)
+        self.unit_radius = block.unit_radius
+
+    def unit_output(self, *args, **kwargs):
+        return self(*args, **kwargs)
+
+
+def profile_combinations(model, sampling, hops, warm=8):
+    """Where Algorithm 1's time goes per hop of the live timeline in steady state: the timeline's unit
+    keys (windows of U_infer consecutive grid units, one unit apart, run 8 at a time as the live path
+    runs them when behind) through the engine with each part timed. Rows
+    ``(part, runs per hop, seconds per hop)``; random units (the cost does not depend on the values)."""
+    engine = Algorithm1(model)
+    parts = engine.parts
+    timed = VideoParts(_Timed(parts.n3d), [_TimedBlock(b) for b in parts.blocks4d], [_Timed(t) for t in parts.tails],
+                       _Timed(parts.head))
+    engine.parts = timed
+    units = sampling.test_num_units
+    combinations = mode_combinations(units, sampling.train_units)
+    video = np.random.default_rng(0).uniform(-1, 1, (1, 1, 4, sampling.crop_size, sampling.crop_size, 3))
+    video = video.astype("float32")
+    for start in range(0, warm + hops, 8):
+        if start == warm:  # steady state from here: what is already stored from earlier windows stays
+            for part in [timed.n3d, *timed.blocks4d, *timed.tails, timed.head]:
+                part.seconds = 0.0
+            runs = list(engine.runs)
+        windows = np.arange(start, start + 8)[:, None] + np.arange(units)
+        new = [key for key in range(start, start + 8 + units - 1) if not engine.has_unit(key)]
+        engine.add_units(new, np.repeat(video, len(new), axis=0))
+        engine.scores(windows[:, combinations].reshape(-1, combinations.shape[1]))
+        engine.drop_before(start + 8)
+    done = [(after - before) / hops for before, after in zip(runs, engine.runs)]
+    rows = [("3D part (once per unit)", done[0], timed.n3d.seconds / hops)]
+    for i, (block, tail) in enumerate(zip(timed.blocks4d, timed.tails)):
+        rows.append((f"4D block {i + 1} + its 3D tail", done[i + 1], (block.seconds + tail.seconds) / hops))
+    rows.append(("head (once per combination)", len(combinations), timed.head.seconds / hops))
+    return rows
+
+
+def print_profile(builder, model, sampling, hop_seconds, hops=16):
+    rows = profile_combinations(model, sampling, hops)
+    print(f"{builder} combinations: where the time goes per hop ({hop_seconds:.2f} s of stream), steady state, "
+          f"{hops} windows")
+    print(f"  {'part':<32} {'runs per hop':>12} {'s per hop':>10} {'ms per run':>11}")
+    for part, runs, seconds in rows:
+        print(f"  {part:<32} {runs:12.1f} {seconds:10.3f} {seconds / max(runs, 1e-9) * 1000:11.1f}")
+    total = sum(seconds for _, _, seconds in rows)
+    print(f"  {'total':<32} {'':>12} {total:10.3f}   → at most {hop_seconds / total:.2f}× real time")
 
 
 def demo_agreement(seed=0):
@@ -73,6 +144,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_stream_arguments(parser, minutes=1.0)
     parser.add_argument("--builders", nargs="+", default=["V4DResNet18", "I3DSlowResNet18"])
+    parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
+    parser.add_argument("--profile", action=argparse.BooleanOptionalAction, default=True,
+                        help="for models with 4D blocks, where Algorithm 1's combinations spend their time per hop")
     parser.add_argument("--demo", action=argparse.BooleanOptionalAction, default=True,
                         help="also train the demo's V4D and compare the two modes on its held-out videos")
     args = parser.parse_args()
@@ -89,12 +163,17 @@ def main():
             model = BUILDERS[builder](classes=400, input_shape=(None, 4, None, None, 3))
             run_live(model, path, sampling, "all_units", args.window, args.hop, seconds)  # warm-up (tracing)
             tops = {}
-            for mode in MODES:
+            for mode in args.modes:
                 factor, latencies, tops[mode] = run_live(model, path, sampling, mode, args.window, args.hop, seconds)
                 print(f"{builder:<16} {mode:<13} {factor:16.2f} {np.median(latencies):13.2f} s "
                       f"{np.percentile(latencies, 95):5.2f} s {len(latencies):8d}", flush=True)
-            agree = np.mean(tops["all_units"] == tops["combinations"]) * 100
-            print(f"{builder:<16} top-1 of the two modes agree on {agree:.0f}% of the windows (untrained weights)")
+            if len(tops) == 2:
+                agree = np.mean(tops["all_units"] == tops["combinations"]) * 100
+                print(f"{builder:<16} top-1 of the two modes agree on {agree:.0f}% of the windows (untrained weights)")
+            if args.profile and model.parts().blocks4d:
+                fps = frames / seconds
+                hop_seconds = timeline_grid(sampling, fps, args.window, args.hop).hop_frames / fps
+                print_profile(builder, model, sampling, hop_seconds)
     if args.demo:
         all_units, combinations, agree, count = demo_agreement()
         print(f"order-of-events demo, V4D trained on its task, {count} held-out videos: top-1 all_units "

@@ -128,6 +128,30 @@ def test_a_sender_that_stops_and_comes_back_gives_a_gap_and_a_new_segment(files)
                                    atol=1e-5)
 
 
+def test_a_frame_size_change_starts_a_new_segment(files, tmp_path):
+    """Two MPEG-TS streams of different frame sizes, one after the other in one file (as a camera that
+    changes resolution sends them): a "segment" event naming both sizes; each segment's windows are
+    its own part's file timeline."""
+    model, root = files
+    rng = np.random.default_rng(1)
+    parts = [tmp_path / "a.ts", tmp_path / "b.ts"]
+    write_video(str(parts[0]), rng.integers(0, 255, (40, 40, 48, 3), dtype=np.uint8), fps=FPS)
+    write_video(str(parts[1]), rng.integers(0, 255, (40, 36, 64, 3), dtype=np.uint8), fps=FPS)
+    joined = tmp_path / "joined.ts"
+    joined.write_bytes(parts[0].read_bytes() + parts[1].read_bytes())
+    found = _collect(live_timeline(model, str(joined), SAMPLING, window=2.0, hop=1.0, mode="all_units",
+                                   follow=LiveSource(reconnect=False)))
+    events = [(item.kind, item.segment, item.message) for item in found if isinstance(item, LiveEvent)]
+    assert events[0][:2] == ("segment", 1) and "48×40 to 64×36" in events[0][2], events
+    assert events[-1][0] == "end"
+    for segment, part in enumerate(parts):
+        expected = video_timeline(model, str(part), SAMPLING, window=2.0, hop=1.0, mode="all_units")
+        windows = _windows(found, segment)
+        assert [w.first_frame for w in windows] == [0, 12]
+        np.testing.assert_allclose(np.stack([w.probabilities for w in windows]), expected.probabilities[:2],
+                                   atol=1e-5)
+
+
 def test_the_tool_prints_json_lines_only_and_sigterm_ends_it_cleanly(files, tmp_path):
     model, root = files
     sender, url = _sender(root / "long.mp4", "--speed=1")
