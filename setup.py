@@ -32,5 +32,8 @@ setup(
         "torch": ["torch==2.13.0"],
         "jax": ["jax", "jaxlib"],
         "test": ["pytest", "pytest-xdist", "jax", "jaxlib", "torch==2.13.0", "ruff>=0.6"],
+        # The documentation site (mkdocs.yml) and tests/test_docs.py, which reads the docstrings with griffe
+        # (installed by mkdocstrings-python).
+        "docs": ["mkdocs>=1.6", "mkdocs-material>=9.8", "mkdocstrings[python]>=1.0", "mkdocstrings-python>=2.0"],
     },
 )

@@ -43,6 +43,7 @@ class ConversionError(RuntimeError):
 
 
 def shard_paths(prefix, num_shards):
+    """The ``num_shards`` shard paths of ``prefix``: ``PREFIX-00000-of-00008.tfrecord``, …."""
     return [f"{prefix}-{i:05d}-of-{num_shards:05d}.tfrecord" for i in range(num_shards)]
 
 

@@ -28,9 +28,12 @@ def segment_indices(num_frames, num_units, frames_per_unit, stride, training, se
 
     Args:
         num_frames: int or scalar int tensor, frames in the video (0 gives all-zero indices).
-        num_units, frames_per_unit, stride: Python ints U, T, τ.
+        num_units: Python int U.
+        frames_per_unit: Python int T.
+        stride: Python int τ.
         training: Python bool.
         seed: optional int or shape-[2] int tensor for stateless, reproducible draws.
+
     Returns:
         int32 tensor ``(U, T)``.
     """

@@ -12,6 +12,8 @@ import struct
 # and stops 8K (33 M) and bombs. One RGB frame at the limit is 50 MB, so the U_infer·T = 40 sampled
 # frames of one video already hold 2 GB before they are resized, per video the pipeline has in flight.
 MAX_FRAME_PIXELS = 4096 * 4096
+"""The default frame-size limit, 4096 × 4096 pixels: a video whose frames have more is skipped before
+it is decoded (``DataOptions.max_frame_pixels``, ``--max_frame_pixels``; ``None``: no limit)."""
 
 
 def check_max_frame_pixels(max_frame_pixels, where="`max_frame_pixels`"):

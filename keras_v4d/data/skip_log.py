@@ -29,13 +29,16 @@ class SkipLog:
 
     @property
     def count(self):
+        """How many samples were skipped so far."""
         return len(self.entries)
 
     def counts(self):
+        """``{"skipped": n, "repaired": m}`` so far."""
         with self._lock:
             return {"skipped": len(self.entries), "repaired": len(self.repaired)}
 
     def reject(self, video, reason):
+        """Records ``video`` as skipped for ``reason`` and logs it; in strict mode raises ``BadVideoError``."""
         message = f"{video}: {reason}"
         if self.strict:
             raise BadVideoError(message)
@@ -45,6 +48,7 @@ class SkipLog:
         logger.warning("skipped %s (%d skipped so far)", message, count)
 
     def repair(self, video, decoded, claimed):
+        """Records ``video`` as used over its ``decoded`` frames of the ``claimed`` ones, and logs it."""
         with self._lock:
             self.repaired.append((video, int(decoded), int(claimed)))
         logger.warning("repaired %s: only %d of the %d frames it claims decode; units sampled over those",
@@ -59,6 +63,7 @@ class SkipLog:
                  for video, decoded, claimed in repaired])
 
     def summary(self):
+        """How many were skipped and repaired, then one line per video with its reason (text)."""
         with self._lock:
             entries, repaired = list(self.entries), list(self.repaired)
         text = f"{len(entries)} video(s) skipped, {len(repaired)} repaired"

@@ -40,6 +40,8 @@ from keras_v4d.models.preprocessing import preprocess_input
 from keras_v4d.models.video_model import ends_in_softmax
 
 LOWERING_RULES = {}
+"""``{layer class: rule}``: how ``lower`` rebuilds each layer on rank-4 tensors; ``lowering_rule`` adds
+one, ``lower_layer`` looks a layer's class (or its nearest base) up."""
 
 
 class LoweredValue:
@@ -54,6 +56,7 @@ class LoweredValue:
 
     @property
     def frames(self):
+        """The tensor of a 5-D or 6-D activation, its frames ``(N·T, H, W, C)``; a ``ValueError`` otherwise."""
         if len(self.shape) < 5:
             raise ValueError(f"expected a video activation, got shape {self.shape}")
         return self.tensor

@@ -11,6 +11,7 @@ from keras_v4d.export.outputs import ExportError, failure_named, write_file
 from keras_v4d.export.shapes import as_frames, file_input_shape
 
 ONNX_OPSET = 17
+"""The ONNX opset ``export_onnx`` writes."""
 
 
 def export_onnx(model, path, sampling):

@@ -25,6 +25,8 @@ from keras_v4d.data.transforms import eval_transform
 from keras_v4d.inference.algorithm1 import Algorithm1, unit_combinations, video_parts
 
 WHOLE_VIDEO_SIGNATURES = ("video_frames", "video_jpeg")
+"""The SavedModel's signatures that take one whole video: decoded frames (``video_frames``) or
+encoded ones (``video_jpeg``), beside ``serving_default``."""
 
 
 def _check_frames(frames):

@@ -11,6 +11,7 @@ import numpy as np
 from keras_v4d.records.sampling import VideoSampling
 
 STATIC_FIELDS = ("train_units", "frames_per_unit", "crop_size")
+"""The ``VideoSampling`` fields an exported input fixes by default: U, T and the crop size."""
 
 
 def input_shape(model, sampling, static=STATIC_FIELDS):

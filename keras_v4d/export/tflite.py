@@ -28,6 +28,8 @@ from keras_v4d.export.shapes import as_frames, file_input_shape
 from keras_v4d.models.preprocessing import IMAGENET_MEAN, IMAGENET_STD
 
 TFLITE_VARIANTS = ("float32", "dynamic", "fp16", "int8")
+"""The TFLite files ``export_tflite`` writes: float32, dynamic-range (int8 weights), fp16 weights, and
+full-integer int8 (calibrated on representative videos)."""
 
 
 def export_tflite(model, path, sampling, variant="float32", representative_frames=None):

@@ -30,15 +30,17 @@ from keras import ops
 from keras_v4d.models.video_model import VideoModel, ends_in_softmax
 
 MODES = ("combinations", "all_units")
+"""Algorithm 1's combinations of one unit per section, or every unit through the network at once."""
 
 # The papers run 36 combinations (10 → 4); 40 units in 4 sections make 10⁴. Every combination runs the
 # head, and its windows of units are held per video and view (np.unique over B·V·n·K rows), so the
 # count, a product, grows into hours and gigabytes fast: 400 → 4 makes 10⁸ and ends in the OOM killer.
 MAX_UNIT_COMBINATIONS = 10_000
+"""Most unit combinations one video's Algorithm 1 may run (``check_unit_combinations``)."""
 
-# Most input elements sent through a part in one call: 64 units of 4×224²×3 video; later parts, on
-# smaller maps, take proportionally more units per call.
 MAX_ELEMENTS = 64 * 4 * 224 * 224 * 3
+"""Most input elements sent through one part of the model in one call (bounds memory): 64 units of
+4×224²×3 video; later parts, on smaller maps, take proportionally more units per call."""
 
 
 def unit_sections(num_units, num_sections):
@@ -173,6 +175,7 @@ class Algorithm1:
         self.peak_units = 0  # most units held at once
 
     def has_unit(self, key):
+        """Whether the 3D features of unit ``key`` are stored."""
         return key in self.levels[0].row
 
     def _mapped(self, fn, table, rows):

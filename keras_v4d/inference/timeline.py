@@ -72,6 +72,7 @@ class TimelineGrid:
 
     @property
     def hop_frames(self):
+        """Frames between two windows' starts: ``hop_units·g``."""
         return self.hop_units * self.unit_step
 
     def unit_start(self, unit):
@@ -79,6 +80,7 @@ class TimelineGrid:
         return self.unit_step // 2 + self.unit_step * unit
 
     def unit_frames(self, start):
+        """The frame indices ``(T,)`` of the unit whose first frame is ``start``."""
         return start + self.stride * np.arange(self.frames_per_unit)
 
 

@@ -49,6 +49,8 @@ class TemporalAttention(keras.layers.Layer):
         return tuple(input_shape)
 
     def count_macs(self, input_shape):
+        """Multiply-accumulates of one call on ``input_shape`` ``(B, U, T, H, W, C)``: its 1-D convs over
+        the ``U·T`` frames."""
         return len(self.convs) * math.prod(input_shape[:3]) * self.kernel_size
 
     def unit_radius(self, frames_per_unit):
@@ -95,6 +97,8 @@ class ChannelAttention(keras.layers.Layer):
         return tuple(input_shape)
 
     def count_macs(self, input_shape):
+        """Multiply-accumulates of one call on ``input_shape`` ``(N, T, H, W, C)``: the shared MLP on the
+        average- and the max-pooled channels."""
         channels = input_shape[-1]
         return 2 * input_shape[0] * 2 * channels * self.hidden_units
 
@@ -144,6 +148,8 @@ class SpatioTemporalAttention(keras.layers.Layer):
         return tuple(input_shape)
 
     def count_macs(self, input_shape):
+        """Multiply-accumulates of one call on ``input_shape`` ``(N, T, H, W, C)``: its one-filter convs
+        at every position."""
         positions = math.prod(input_shape[:-1])
         k = self.kernel_size
         return len(self.dilations) * positions * (k * k * 2 + k)

@@ -86,6 +86,8 @@ class F4DBlock(Block4D):
         return tuple(input_shape)
 
     def count_macs(self, input_shape):
+        """Multiply-accumulates of one call on ``input_shape`` ``(B, U, T, H, W, C)``: the factorised 4D
+        conv, then each attention module."""
         folded = (input_shape[0] * input_shape[1],) + tuple(input_shape[2:])
         total = self.factorized.count_macs(input_shape)
         if self.temporal_attention is not None:

@@ -57,6 +57,7 @@ class Factorized4D(keras.layers.Layer):
         return tuple(input_shape[:-1]) + (self.filters,)
 
     def count_macs(self, input_shape):
+        """Multiply-accumulates of one call on ``input_shape`` ``(B, U, T, H, W, C)``: its two ``Conv4D``s."""
         mid_shape = tuple(input_shape[:-1]) + (self.intermediate_filters,)
         return self.spatial_conv.count_macs(input_shape) + self.temporal_conv.count_macs(mid_shape)
 

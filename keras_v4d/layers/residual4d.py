@@ -71,6 +71,7 @@ class Residual4D(Block4D):
         return tuple(input_shape)
 
     def count_macs(self, input_shape):
+        """Multiply-accumulates of one call on ``input_shape`` ``(B, U, T, H, W, C)``: its ``Conv4D``."""
         return self.conv.count_macs(input_shape)
 
     def unit_radius(self, frames_per_unit):

@@ -14,6 +14,8 @@ import keras
 from keras_v4d.layers import Block4D
 
 PARTS = ("blocks4d", "backbone", "head", "batch_norm", "partial_batch_norm")
+"""What ``freeze`` and ``unfreeze`` take (``--freeze``): the 4D blocks, the backbone, the head, every
+BatchNormalization, or every one but the first (as the released V4D code fine-tunes)."""
 
 
 def _head_layers(model):

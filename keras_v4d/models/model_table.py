@@ -32,6 +32,7 @@ def _fmt(value, spec):
 
 
 def print_summary():
+    """Prints each builder's parameters and GMACs beside the papers' figures (``keras-v4d summary``)."""
     header = (f"{'model':<16} {'input U×T×H×W':<16} {'classes':>7} {'params (M)':>10} {'GMACs':>7} "
               f"{'paper GMACs':>11} {'paper params':>12}  source")
     print(header)

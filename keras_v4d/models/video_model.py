@@ -35,7 +35,8 @@ class VideoModel(keras.Model):
     """A functional video model of this package (built by ``build_resnet3d``).
 
     Args:
-        inputs, outputs: as for a functional ``keras.Model``.
+        inputs: as for a functional ``keras.Model``.
+        outputs: as for a functional ``keras.Model``.
         boundaries: ``[video, z_1, y_1, …, z_K, y_K, features]``: the input, each 4D block's input
             ``z_i`` and output ``y_i``, and the features entering the head, all 6-D.
         has_head: whether ``outputs`` come from a head after ``features``.

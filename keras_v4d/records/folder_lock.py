@@ -71,6 +71,8 @@ class FolderLock:
         self.exclusive_file = False
 
     def acquire(self):
+        """Takes the folder (creating it), or raises ``FolderBusyError`` naming the process that holds it;
+        returns ``self``."""
         os.makedirs(self.folder, exist_ok=True)
         handle = open(self.path, "a+", encoding="utf-8")
         try:
@@ -111,6 +113,7 @@ class FolderLock:
         raise _busy(self.folder, _read_holder(self.path))
 
     def release(self):
+        """Gives the folder back (and removes the lock file where the file itself was the lock)."""
         if self.handle is not None:
             self.handle.close()  # closing the descriptor drops the flock
             self.handle = None

@@ -138,6 +138,7 @@ def register(tag, entry, overwrite=False):
 
 
 def sha256_of(path, chunk=1 << 20):
+    """The sha256 of the file at ``path``, as lower-case hex, read ``chunk`` bytes at a time."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(chunk), b""):

@@ -74,6 +74,7 @@ class VideoSampling:
         return self.test_crop_size or self.short_side
 
     def to_dict(self):
+        """The fields as a dict (what ``settings.json`` and a preset's ``input`` hold)."""
         return dataclasses.asdict(self)
 
     @classmethod
@@ -91,6 +92,8 @@ class VideoSampling:
 
 
 DEFAULT_SAMPLING = VideoSampling()
+"""The papers' protocol, ``VideoSampling()``: 4 units × 4 frames at stride 8, 224² crops of short side
+256; test: 10 units, 3 crops of 256²."""
 
 
 def model_fixed_input(model):

@@ -75,6 +75,7 @@ class TrainingInput:
 
     @property
     def class_names(self):
+        """The training source's class names (``None`` when it has none)."""
         return self.info.class_names
 
     @property

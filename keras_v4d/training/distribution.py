@@ -11,6 +11,8 @@ import keras
 import tensorflow as tf
 
 STRATEGIES = ("default", "mirrored", "multiworker")
+"""What ``make_strategy`` and ``--strategy`` take: one device, every local GPU, or one process per
+host (``TF_CONFIG``)."""
 
 
 def make_strategy(kind="default"):

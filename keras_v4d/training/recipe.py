@@ -13,7 +13,8 @@ from keras_v4d.inference.metrics import video_metrics
 from keras_v4d.models import PARTS
 from keras_v4d.models.video_model import ends_in_softmax
 
-PAPER_DECAY_EPOCHS = (35, 60, 80)  # lr ÷ 10 at these epochs of 100 (V4D §4.2)
+PAPER_DECAY_EPOCHS = (35, 60, 80)
+"""The epochs of 100 at which the papers' learning rate is divided by 10 (V4D §4.2)."""
 NO_DECAY = ["gamma", "beta", "bias"]  # BN scales/offsets and biases are not decayed (released code)
 
 

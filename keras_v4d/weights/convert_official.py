@@ -103,9 +103,11 @@ class OfficialLayout:
         self.modules = {m: p for m, p in modules.items() if m not in self.weights4d}
 
     def blocks_per_stage(self):
+        """Residual blocks in each ``layerN``, in order (``(2, 2, 2, 2)`` for ResNet18)."""
         return tuple(sum(1 for e in self.stages.get(layer, ()) if e[0] != "4d") for layer in sorted(self.stages))
 
     def block_kind(self):
+        """``"basic"``, ``"bottleneck"`` or ``"mixed"``: the kind of the checkpoint's residual blocks."""
         kinds = {e[0] for entries in self.stages.values() for e in entries if e[0] != "4d"}
         return kinds.pop() if len(kinds) == 1 else "mixed"
 
@@ -118,6 +120,7 @@ class OfficialLayout:
         return placement
 
     def describe(self):
+        """One line for error messages: the depth, the blocks per stage and where the 4D modules are."""
         depth = _DEPTHS.get((self.block_kind(), self.blocks_per_stage()), "an unknown ResNet")
         counts = "-".join(str(n) for n in self.blocks_per_stage())
         fours = ", ".join(f"{self.prefix}{m} (after res{layer + 1} block {block})"
@@ -125,6 +128,7 @@ class OfficialLayout:
         return f"{depth} layout ({self.block_kind()} blocks {counts}), 4D modules: {fours}"
 
     def suggested_arch(self):
+        """The builder this layout converts into (``"V4DResNet50"``, ``"I3DSlowResNet18"``, …), or ``None``."""
         depth = _DEPTHS.get((self.block_kind(), self.blocks_per_stage()))
         if depth not in ("ResNet18", "ResNet50"):
             return None

@@ -26,6 +26,7 @@ def weighted_kind(layer):
 
 
 def to_numpy(tensor):
+    """A PyTorch tensor (or anything array-like) as a NumPy array."""
     return tensor.detach().cpu().numpy() if hasattr(tensor, "detach") else np.asarray(tensor)
 
 
@@ -70,6 +71,8 @@ def conv_kernel(weight, temporal_size=None):
 
 
 def set_conv(layer, weight, inflate=False, key=None):
+    """Sets a Conv3D ``layer``'s kernel from a PyTorch conv ``weight`` (a 2D one inflated when ``inflate``);
+    a shape that does not fit is a ``ValueError`` naming the layer and ``key``."""
     expected = tuple(layer.kernel.shape)
     source = f"'{key}'" if key else "the checkpoint"
     if weight.ndim not in (4, 5):
@@ -82,6 +85,8 @@ def set_conv(layer, weight, inflate=False, key=None):
 
 
 def set_batch_norm(layer, parameters, name):
+    """Sets a BatchNormalization ``layer`` from PyTorch's ``weight``, ``bias``, ``running_mean`` and
+    ``running_var`` of module ``name``; a missing one or another channel count is a ``ValueError``."""
     missing = [f for f in _BN_FIELDS if f not in parameters]
     if missing:
         raise ValueError(f"checkpoint module '{name}' lacks {missing} for BN layer '{layer.name}'")
