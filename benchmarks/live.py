@@ -8,9 +8,13 @@ factor = stream seconds ÷ wall seconds (above 1: faster than the stream arrives
 window's last frame decoded → its probabilities, median and 95th percentile; fed unpaced, a window
 may wait behind others, so a paced live source sees at most this. Also printed: how often the two
 modes' top-1 classes agree, on the stream's windows (the weights untrained) and on the
-order-of-events demo's held-out videos with a V4D trained on that task (``--nodemo`` leaves it out).
+order-of-events demo's held-out videos with a V4D trained on that task (``--no-demo`` leaves it out),
+and, for models with 4D blocks, where Algorithm 1's combinations spend their time per hop in steady
+state (``--no-profile`` leaves it out): each part's runs and seconds per hop, from the timeline's unit
+keys through the engine with each part timed.
 
-Run: ``python benchmarks/live.py [VIDEO] [--minutes 1] [--size 112] [--builders V4DResNet18 I3DSlowResNet18]``.
+Run: ``python benchmarks/live.py [VIDEO] [--minutes 1] [--size 112] [--builders V4DResNet18 I3DSlowResNet18]
+[--modes all_units combinations]``.
 """
 
 import argparse
@@ -115,7 +119,8 @@ def print_profile(builder, model, sampling, hop_seconds, hops=16):
     for part, runs, seconds in rows:
         print(f"  {part:<32} {runs:12.1f} {seconds:10.3f} {seconds / max(runs, 1e-9) * 1000:11.1f}")
     total = sum(seconds for _, _, seconds in rows)
-    print(f"  {'total':<32} {'':>12} {total:10.3f}   → at most {hop_seconds / total:.2f}× real time")
+    print(f"  {'total':<32} {'':>12} {total:10.3f}   → {hop_seconds / total:.2f}× real time in steady state "
+          "(hop ÷ total)")
 
 
 def demo_agreement(seed=0):

@@ -15,7 +15,7 @@ SUBCOMMANDS = {
     "evaluate": ("evaluate", "video-level evaluation (Algorithm 1, multi-crop): top-1, top-5, mean class"),
     "predict": ("predict", "top-k classes of video files"),
     "features": ("features", "pooled features before the classifier, per video or per window, as .npz"),
-    "export": ("export", "SavedModel (TF Serving) and TFLite files"),
+    "export": ("export", "SavedModel (TF Serving), TFLite and ONNX files"),
     "convert-weights": ("convert_weights", "official V4D PyTorch checkpoint -> .weights.h5"),
     "convert-data": ("convert_data", "videos or rawframes -> TFRecord shards"),
     "data-service": ("data_service", "a tf.data service dispatcher or worker: decode training videos on other hosts"),

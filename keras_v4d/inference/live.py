@@ -35,6 +35,10 @@ from keras_v4d.records.sampling import resolve_sampling
 LIVE_MODE = "all_units"  # the mode that keeps up with a live stream on a CPU (benchmarks/live.py)
 STALL_ACTIONS = ("wait", "exit")
 QUEUED_FRAMES = 32  # decoded frames the reader may be ahead by (bounds memory when the model falls behind)
+# Caught up = no frame arrives within this wait: ready windows then run at once (latency); while frames
+# keep coming they wait for a batch of ``windows_per_call`` (throughput). A 25-fps source sends a frame
+# every 40 ms.
+CAUGHT_UP_WAIT = 0.02
 MAX_BACKOFF_SECONDS = 30.0
 
 
@@ -249,9 +253,10 @@ def _follow(items, model, sampling, window, hop, mode, follow, windows_per_call,
                            windows_per_call, max_elements)
         return LiveEvent("segment", message, number, last_time)
 
+    waiting = None  # a frame taken to see whether the model has caught up, not handled yet
     while True:
         try:
-            item = items.get(timeout=stall_timeout)
+            item, waiting = waiting or items.get(timeout=stall_timeout), None
         except queue.Empty:
             yield LiveEvent("stall", f"no frame for {stall_timeout:g} s", max(number, 0), last_time)
             if follow.on_stall == "exit":
@@ -272,7 +277,11 @@ def _follow(items, model, sampling, window, hop, mode, follow, windows_per_call,
                     yield event
             segment.shape = frame.shape
             segment.add(frame, item[2], item[3])
-            yield from segment.windows(run_all=items.empty())  # caught up: run what is ready now
+            try:
+                waiting = items.get(timeout=CAUGHT_UP_WAIT)
+            except queue.Empty:
+                pass
+            yield from segment.windows(run_all=waiting is None)  # caught up: run what is ready now
         else:
             if segment is not None:
                 yield from segment.windows(run_all=True)
