@@ -104,6 +104,7 @@ def test_block_unit_output_equals_slice_of_whole_output(make):
 
 # --- Factorized4D -----------------------------------------------------------------------------
 
+@pytest.mark.counts
 @pytest.mark.parametrize("kernel_size, channels",
                          [((3, 3, 1, 1), 512), ((3, 3, 3, 3), 64), ((3, 1, 1, 1), 96), ((5, 3, 3, 3), 32)])
 def test_factorized_width_and_params_match_full_4d(kernel_size, channels):

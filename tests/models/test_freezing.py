@@ -23,6 +23,7 @@ def _fit_once(model):
     model.fit(x, y, batch_size=4, epochs=1, verbose=0)
 
 
+@pytest.mark.counts
 def test_parts_cover_the_model_once():
     model = build_resnet3d(18, "v4d", classes=3, width=0.25)
     blocks, backbone, head = (part_layers(model, p) for p in ("blocks4d", "backbone", "head"))

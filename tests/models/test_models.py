@@ -22,6 +22,7 @@ def _trainable_params(model):
 
 # --- figures from the papers (V4D Table 2, F4D Table 1) ----------------------------------------------------------
 
+@pytest.mark.counts
 @pytest.mark.parametrize("builder, shape, classes, gmacs, params_m", [
     ("I3DSlowResNet18", (4, 4, 224, 224, 3), 1000, 54.9, 32.3),   # V4D Table 2a/2b
     ("V4DResNet18", (4, 4, 224, 224, 3), 1000, 58.6, 33.1),       # V4D Table 2a/2b
@@ -34,6 +35,7 @@ def test_macs_and_params_match_the_papers(builder, shape, classes, gmacs, params
     assert _trainable_params(model) / 1e6 == pytest.approx(params_m, rel=0.01)
 
 
+@pytest.mark.counts
 def test_v4d_adds_exactly_its_4d_convs():
     shape = (4, 4, 224, 224, 3)
     extra = (keras_v4d.count_flops(keras_v4d.V4DResNet18(), shape)
@@ -42,6 +44,7 @@ def test_v4d_adds_exactly_its_4d_convs():
     assert extra == 16 * (28 * 28 * 128 * 128 + 14 * 14 * 256 * 256) * 9
 
 
+@pytest.mark.counts
 def test_count_flops_scales_with_batch_and_needs_a_concrete_shape():
     model = keras_v4d.I3DSlowResNet18(include_top=False, pooling="avg")
     one = keras_v4d.count_flops(model, (1, 4, 64, 64, 3))
@@ -65,6 +68,7 @@ def test_stage_output_sizes_match_table1(builder, channels):
     assert model.output.shape == (None, 4, 4, 7, 7, channels[-1])
 
 
+@pytest.mark.counts
 def test_resnet18_temporal_kernels_follow_table1():
     model = keras_v4d.I3DSlowResNet18()
     assert model.get_layer("res3_block0_1_conv").kernel.shape[:3] == (1, 3, 3)
@@ -76,6 +80,7 @@ def test_resnet18_temporal_kernels_follow_table1():
     assert r50.get_layer("res4_block0_2_conv").kernel.shape[:3] == (1, 3, 3)
 
 
+@pytest.mark.counts
 @pytest.mark.parametrize("builder, placement, expected", [
     ("V4DResNet18", "code", ["res3_v4d1", "res4_v4d1"]),
     ("V4DResNet50", "code", ["res3_v4d1", "res3_v4d3"]),

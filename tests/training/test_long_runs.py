@@ -38,7 +38,7 @@ def _holder_pid(folder):
         return None
 
 
-@pytest.mark.serial  # starts processes
+@pytest.mark.serial  # races two processes for the folder: the first must still run when the second starts
 def test_a_second_run_into_a_busy_folder_is_refused_at_once_and_the_first_one_finishes_alone(tiny_dataset,
                                                                                            tmp_path):
     output = tmp_path / "run"
@@ -61,7 +61,6 @@ def test_a_second_run_into_a_busy_folder_is_refused_at_once_and_the_first_one_fi
     assert stdout.startswith("device: CPU: ") and "no GPU that TensorFlow can use" in stdout.splitlines()[0]
 
 
-@pytest.mark.serial  # starts processes
 def test_tensorflow_logs_show_when_asked_for_and_only_tools_hide_them():
     # (hidden by default: the console of the run above)
     shown = subprocess.run([sys.executable, "-m", "keras_v4d.cli.train", "--tf_logs", "--help"], env=USER_ENV,
@@ -119,7 +118,6 @@ def _file_size_limit(limit):
     return lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
 
-@pytest.mark.serial  # starts processes
 def test_a_checkpoint_that_cannot_be_written_stops_with_one_line_and_the_run_resumes(tiny_dataset, tmp_path):
     output = tmp_path / "run"
     assert run_tool("train", *train_command(tiny_dataset, output, 1)[3:], "--notensorboard").returncode == 0

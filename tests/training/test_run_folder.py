@@ -34,7 +34,8 @@ from tests.commands import run_tool
 from tests.conftest import tensorflow_only
 from tests.training.runs import epochs_logged, train_command
 
-pytestmark = [tensorflow_only(), pytest.mark.serial]
+# Processes are started and killed, but each test waits on files, not on time: they run beside others.
+pytestmark = tensorflow_only()
 TINY = VideoSampling(train_units=2, frames_per_unit=2, stride=2, crop_size=32, short_side=32)
 ENV = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3"}
 

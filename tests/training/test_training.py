@@ -27,7 +27,7 @@ from tests.commands import run_tool
 from tests.damaged import write_cut_faststart_mp4
 from tests.training.runs import epochs_logged, train_command
 
-pytestmark = pytest.mark.serial  # starts processes, sends signals or waits on time: run alone
+# These tests start processes but race none and time nothing (deadlines of minutes): they run beside others.
 
 
 def test_paper_learning_rate_drops_by_ten_at_35_60_80():
