@@ -11,7 +11,8 @@ modes' top-1 classes agree, on the stream's windows (the weights untrained) and 
 order-of-events demo's held-out videos with a V4D trained on that task (``--no-demo`` leaves it out),
 and, for models with 4D blocks, where Algorithm 1's combinations spend their time per hop in steady
 state (``--no-profile`` leaves it out): each part's runs and seconds per hop, from the timeline's unit
-keys through the engine with each part timed.
+keys through the engine with each part timed, its multiply-accumulates (``count_flops``) and the rate
+real time needs, beside this CPU's rate on a large matrix product.
 
 Run: ``python benchmarks/live.py [VIDEO] [--minutes 1] [--size 112] [--builders V4DResNet18 I3DSlowResNet18]
 [--modes all_units combinations]``.
@@ -39,7 +40,7 @@ from keras_v4d.inference import predict_videos
 from keras_v4d.inference.algorithm1 import Algorithm1, mode_combinations
 from keras_v4d.inference.live import LiveWindow, live_timeline
 from keras_v4d.inference.timeline import timeline_grid
-from keras_v4d.models import BUILDERS
+from keras_v4d.models import BUILDERS, count_flops
 from keras_v4d.models.video_model import VideoParts
 from keras_v4d.records.sampling import VideoSampling
 
@@ -104,23 +105,58 @@ def profile_combinations(model, sampling, hops, warm=8):
         engine.scores(windows[:, combinations].reshape(-1, combinations.shape[1]))
         engine.drop_before(start + 8)
     done = [(after - before) / hops for before, after in zip(runs, engine.runs)]
-    rows = [("3D part (once per unit)", done[0], timed.n3d.seconds / hops)]
+    shapes = [tuple(int(d) for d in level.table.shape[2:]) for level in engine.levels]
+    macs = run_macs(parts, (4, sampling.crop_size, sampling.crop_size, 3), shapes)
+    rows = [("3D part (once per unit)", done[0], timed.n3d.seconds / hops, macs[0])]
     for i, (block, tail) in enumerate(zip(timed.blocks4d, timed.tails)):
-        rows.append((f"4D block {i + 1} + its 3D tail", done[i + 1], (block.seconds + tail.seconds) / hops))
-    rows.append(("head (once per combination)", len(combinations), timed.head.seconds / hops))
+        rows.append((f"4D block {i + 1} + its 3D tail", done[i + 1], (block.seconds + tail.seconds) / hops,
+                     macs[i + 1]))
+    rows.append(("head (once per combination)", len(combinations), timed.head.seconds / hops, macs[-1]))
     return rows
+
+
+def run_macs(parts, unit_shape, level_shapes):
+    """Multiply-accumulates of one run of each part (``count_flops``: every kernel tap, the zero
+    padding's too, as the papers count): the 3D part on one unit ``unit_shape`` ``(T, H, W, 3)``, each
+    4D block at one unit plus its tail, the head on one combination of one unit; ``level_shapes``: each
+    level's features ``(T, H, W, C)`` (the engine's tables)."""
+    macs = [count_flops(parts.n3d, (1,) + tuple(unit_shape))]
+    for block, tail, shape in zip(parts.blocks4d, parts.tails, level_shapes):
+        macs.append(block.count_macs((1, 1) + shape) + count_flops(tail, (1,) + shape))
+    macs.append(count_flops(parts.head, (1,) + level_shapes[-1]))
+    return macs
+
+
+def matmul_rate(size=2048, repeats=5):
+    """This CPU's rate on a large float32 matrix product (``keras.ops.matmul``, ``size``³), GMAC/s,
+    best of ``repeats``: what dense work runs at here."""
+    a = ops.convert_to_tensor(np.random.default_rng(0).standard_normal((size, size)).astype("float32"))
+    ops.convert_to_numpy(ops.matmul(a, a))
+    best = min(_seconds(lambda: ops.convert_to_numpy(ops.matmul(a, a))) for _ in range(repeats))
+    return size ** 3 / best / 1e9
+
+
+def _seconds(fn):
+    began = time.perf_counter()
+    fn()
+    return time.perf_counter() - began
 
 
 def print_profile(builder, model, sampling, hop_seconds, hops=16):
     rows = profile_combinations(model, sampling, hops)
     print(f"{builder} combinations: where the time goes per hop ({hop_seconds:.2f} s of stream), steady state, "
           f"{hops} windows")
-    print(f"  {'part':<32} {'runs per hop':>12} {'s per hop':>10} {'ms per run':>11}")
-    for part, runs, seconds in rows:
-        print(f"  {part:<32} {runs:12.1f} {seconds:10.3f} {seconds / max(runs, 1e-9) * 1000:11.1f}")
-    total = sum(seconds for _, _, seconds in rows)
-    print(f"  {'total':<32} {'':>12} {total:10.3f}   → {hop_seconds / total:.2f}× real time in steady state "
-          "(hop ÷ total)")
+    print(f"  {'part':<32} {'runs per hop':>12} {'s per hop':>10} {'ms per run':>11} {'GMAC per run':>13} "
+          f"{'GMAC/s':>7}")
+    for part, runs, seconds, macs in rows:
+        print(f"  {part:<32} {runs:12.1f} {seconds:10.3f} {seconds / max(runs, 1e-9) * 1000:11.1f} "
+              f"{macs / 1e9:13.3f} {runs * macs / 1e9 / max(seconds, 1e-9):7.1f}")
+    total = sum(seconds for _, _, seconds, _ in rows)
+    work = sum(runs * macs for _, runs, _, macs in rows) / 1e9
+    print(f"  {'total':<32} {'':>12} {total:10.3f} {'':>11} {work:13.1f} {work / total:7.1f}"
+          f"   → {hop_seconds / total:.2f}× real time in steady state (hop ÷ total)")
+    print(f"  real time needs {work / hop_seconds:.0f} GMAC/s ({work:.1f} GMAC per {hop_seconds:.2f}-s hop); "
+          f"a {2048}³ float32 matrix product runs at {matmul_rate():.0f} GMAC/s on this CPU")
 
 
 def demo_agreement(seed=0):
