@@ -12,7 +12,7 @@ order-of-events demo's held-out videos with a V4D trained on that task (``--no-d
 and, for models with 4D blocks, where Algorithm 1's combinations spend their time per hop in steady
 state (``--no-profile`` leaves it out): each part's runs and seconds per hop, from the timeline's unit
 keys through the engine with each part timed, its multiply-accumulates (``count_flops``) and the rate
-real time needs, beside this CPU's rate on a large matrix product.
+real time needs, beside this CPU's rate on a large matrix product (``common.matmul_gflops``).
 
 Run: ``python benchmarks/live.py [VIDEO] [--minutes 1] [--size 112] [--builders V4DResNet18 I3DSlowResNet18]
 [--modes all_units combinations]``.
@@ -26,7 +26,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import print_machine
+from common import matmul_gflops, print_machine
 from serving_payload import default_video
 from timeline import add_stream_arguments, long_video
 
@@ -127,21 +127,6 @@ def run_macs(parts, unit_shape, level_shapes):
     return macs
 
 
-def matmul_rate(size=2048, repeats=5):
-    """This CPU's rate on a large float32 matrix product (``keras.ops.matmul``, ``size``³), GMAC/s,
-    best of ``repeats``: what dense work runs at here."""
-    a = ops.convert_to_tensor(np.random.default_rng(0).standard_normal((size, size)).astype("float32"))
-    ops.convert_to_numpy(ops.matmul(a, a))
-    best = min(_seconds(lambda: ops.convert_to_numpy(ops.matmul(a, a))) for _ in range(repeats))
-    return size ** 3 / best / 1e9
-
-
-def _seconds(fn):
-    began = time.perf_counter()
-    fn()
-    return time.perf_counter() - began
-
-
 def print_profile(builder, model, sampling, hop_seconds, hops=16):
     rows = profile_combinations(model, sampling, hops)
     print(f"{builder} combinations: where the time goes per hop ({hop_seconds:.2f} s of stream), steady state, "
@@ -156,7 +141,7 @@ def print_profile(builder, model, sampling, hop_seconds, hops=16):
     print(f"  {'total':<32} {'':>12} {total:10.3f} {'':>11} {work:13.1f} {work / total:7.1f}"
           f"   → {hop_seconds / total:.2f}× real time in steady state (hop ÷ total)")
     print(f"  real time needs {work / hop_seconds:.0f} GMAC/s ({work:.1f} GMAC per {hop_seconds:.2f}-s hop); "
-          f"a {2048}³ float32 matrix product runs at {matmul_rate():.0f} GMAC/s on this CPU")
+          f"a 2048³ float32 matrix product runs at {matmul_gflops() / 2:.0f} GMAC/s on this CPU (median)")
 
 
 def demo_agreement(seed=0):
