@@ -16,13 +16,15 @@ and .png per video into --output_dir and prints their paths.
 
 --stream URL follows a live source (rtsp://, http(s)://, udp://, tcp://, a camera device, a file):
 one JSON line per window on stdout as soon as the window's last unit has arrived —
-{"segment", "start", "end" (stream seconds), "mode", "latency_s", "top": [{"class", "probability"}]} —
-and one line per event ({"event": "stall" | "gap" | "segment" | "end", "message", "segment",
-"time"}); messages go to stderr, and --append FILE appends the same lines to FILE. The mode defaults
-to all_units (the one that keeps up on a CPU; --mode combinations for Algorithm 1). A connection that
-ends is reopened with backoff (--noreconnect to stop instead); with no frame for --stall_timeout
-seconds a stall line is written and the tool waits (--on_stall exit: it exits with code 1). Ctrl-C
-and SIGTERM end it cleanly (exit codes 130 and 143) with every line written whole.
+{"segment", "start", "end" (stream seconds), "mode", "latency_s", "lag_s", "skipped", "top": [{"class",
+"probability"}]} — and one line per event ({"event": "stall" | "gap" | "segment" | "behind" | "end",
+"message", "segment", "time"}); messages go to stderr, and --append FILE appends the same lines to
+FILE. The mode defaults to all_units (the one that keeps up on a CPU; --mode combinations for
+Algorithm 1). Windows more than --max_lag seconds behind the stream are skipped (--on_behind keep
+runs them all, later and later). A connection that ends is reopened with backoff (--noreconnect to
+stop instead); with no frame for --stall_timeout seconds a stall line is written and the tool waits
+(--on_stall exit: it exits with code 1). Ctrl-C and SIGTERM end it cleanly (exit codes 130 and 143)
+with every line written whole.
 
     keras-v4d predict --checkpoint runs/v4d/last.keras --stream rtsp://camera.local/stream --window 10 --hop 1
 """
@@ -66,6 +68,10 @@ flags.DEFINE_bool("reconnect", True, "--stream: reopen a source whose connection
                   flag_values=FLAGS)
 flags.DEFINE_float("stream_fps", None, "--stream: the source's frame rate when it does not say.", lower_bound=0.001,
                    flag_values=FLAGS)
+flags.DEFINE_float("max_lag", 10.0, "--stream: seconds a window may be behind the stream when it is given; over "
+                   "it a behind line is written (see --on_behind).", lower_bound=0.001, flag_values=FLAGS)
+flags.DEFINE_enum("on_behind", "skip", ["skip", "keep"], "--stream: windows over --max_lag behind are skipped "
+                  "(each line counts those skipped before it), or all kept, later and later.", flag_values=FLAGS)
 flags.DEFINE_string("append", None, "--stream: also append the JSON lines to this file.", flag_values=FLAGS)
 
 
@@ -147,6 +153,7 @@ def _window_line(window, class_names):
     top = top_classes(window.probabilities, class_names, FLAGS.top_k)
     return {"segment": window.segment, "start": round(window.start, 3), "end": round(window.end, 3),
             "mode": window.mode, "latency_s": round(window.latency, 3),
+            "lag_s": None if window.lag is None else round(window.lag, 3), "skipped": window.skipped,
             "top": [{"class": name, "probability": round(float(p), 6)} for name, p in top]}
 
 
@@ -172,7 +179,7 @@ def _stream(model, sampling, class_names):
 
     def follow():
         follow = LiveSource(fps=FLAGS.stream_fps, stall_timeout=FLAGS.stall_timeout, on_stall=FLAGS.on_stall,
-                            reconnect=FLAGS.reconnect)
+                            reconnect=FLAGS.reconnect, max_lag=FLAGS.max_lag, on_behind=FLAGS.on_behind)
         for item in live_timeline(model, FLAGS.stream, sampling, window=FLAGS.window, hop=FLAGS.hop,
                                   mode=FLAGS.mode if FLAGS["mode"].present else LIVE_MODE, follow=follow):
             if isinstance(item, LiveWindow):

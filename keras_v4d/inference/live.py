@@ -13,7 +13,9 @@ unit's features are dropped once the windows have passed it, so memory stays bou
 stream. A reader thread decodes ahead into a bounded queue; windows run one at a time while the
 model keeps up and in batches when frames are waiting. Each connection of the source is a segment:
 windows never span two (a ``"gap"`` event between them), and a change of frame size starts a new one.
-Unlike a file's timeline, a segment has no last window ending at its last frame.
+Unlike a file's timeline, a segment has no last window ending at its last frame. Each window says how
+far its end is behind the live edge (``lag``); a model slower than the stream skips the windows over
+``LiveSource.max_lag`` behind, or runs them all late (``on_behind``).
 """
 
 import dataclasses
@@ -34,6 +36,7 @@ from keras_v4d.records.sampling import resolve_sampling
 
 LIVE_MODE = "all_units"  # the mode that keeps up with a live stream on a CPU (benchmarks/live.py)
 STALL_ACTIONS = ("wait", "exit")
+BEHIND_ACTIONS = ("skip", "keep")
 QUEUED_FRAMES = 32  # decoded frames the reader may be ahead by (bounds memory when the model falls behind)
 # Caught up = no frame arrives within this wait: ready windows then run at once (latency); while frames
 # keep coming they wait for a batch of ``windows_per_call`` (throughput). A 25-fps source sends a frame
@@ -54,6 +57,11 @@ class LiveSource:
         open_timeout: seconds the first connection may take (a source that refuses is tried again
             until then) and each open may block.
         read_timeout: seconds a connection may be silent before it is reopened.
+        max_lag: seconds a window's end may be behind the live edge (the newest moment of the stream,
+            from the frames' arrival times) when its probabilities are given; over it, a ``"behind"`` event.
+        on_behind: ``"skip"`` (ready windows over ``max_lag`` behind are not run, so a model slower than
+            the stream stays within ``max_lag``; each window counts those skipped before it) or
+            ``"keep"`` (every window runs, later and later). A local file has no live edge: all run.
     """
 
     fps: float | None = None
@@ -62,11 +70,15 @@ class LiveSource:
     reconnect: bool = True
     open_timeout: float = 10.0
     read_timeout: float = 30.0
+    max_lag: float = 10.0
+    on_behind: str = "skip"
 
     def __post_init__(self):
         if self.on_stall not in STALL_ACTIONS:
             raise ValueError(f"LiveSource: `on_stall` must be one of {STALL_ACTIONS}, got {self.on_stall!r}")
-        for name in ("stall_timeout", "open_timeout", "read_timeout"):
+        if self.on_behind not in BEHIND_ACTIONS:
+            raise ValueError(f"LiveSource: `on_behind` must be one of {BEHIND_ACTIONS}, got {self.on_behind!r}")
+        for name in ("stall_timeout", "open_timeout", "read_timeout", "max_lag"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"LiveSource: `{name}` must be positive, got {getattr(self, name)!r}")
         if self.fps is not None and not self.fps > 0:
@@ -88,6 +100,9 @@ class LiveWindow:
         latency: seconds from its last frame's arrival (decoded) to its probabilities.
         mode: ``"all_units"`` or ``"combinations"``.
         first_frame: its first frame within the segment.
+        lag: seconds its end is behind the live edge when its probabilities are given (None for a local
+            file, which has no live edge).
+        skipped: windows of its segment skipped since the one before it (``LiveSource.on_behind``).
     """
 
     segment: int
@@ -97,12 +112,15 @@ class LiveWindow:
     latency: float
     mode: str
     first_frame: int
+    lag: float | None = None
+    skipped: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
 class LiveEvent:
     """What the source did: ``kind`` is ``"stall"`` (no frame for the stall timeout), ``"gap"`` (the
-    connection ended; reconnecting), ``"segment"`` (a new segment: reconnected, or another frame size)
+    connection ended; reconnecting), ``"segment"`` (a new segment: reconnected, or another frame size),
+    ``"behind"`` (windows fell over ``LiveSource.max_lag`` behind the stream; once until they catch up)
     or ``"end"`` (the source ended and is not reconnected); ``time``: the stream time of the last frame
     before it (None before the first)."""
 
@@ -192,29 +210,81 @@ class _Reader(threading.Thread):
 
 
 class _Segment:
-    """One connection's timeline: its ``TimelineStream`` and when each window's last frame arrived."""
+    """One connection's timeline: its ``TimelineStream``, when each window's last frame arrived and how
+    far behind the live edge its windows are (``live``: the source has one; a local file has not)."""
 
-    def __init__(self, number, model, sampling, grid, fps, mode, windows_per_call, max_elements):
-        self.number, self.mode, self.grid = number, mode, grid
-        self.stream = TimelineStream(model, sampling, grid, fps, mode=mode, windows_per_call=windows_per_call,
+    def __init__(self, number, model, sampling, grid, fps, mode, windows_per_call, max_elements, follow, live):
+        self.number, self.mode, self.grid, self.fps, self.follow, self.live = number, mode, grid, fps, follow, live
+        self.stream = TimelineStream(model, sampling, grid, fps, mode=mode, windows_per_call=None,
                                      max_elements=max_elements)
+        self.windows_per_call = windows_per_call
         self.shape, self.arrivals = None, {}  # frame index of a window's last frame → its arrival
+        # The live edge at monotonic time t is the stream time t - ahead: ``ahead`` is the least (arrival -
+        # stream time) of the frames so far, the frame that came most ahead of the rest (a source may send a
+        # burst on connecting; a model that falls behind only makes later frames arrive later).
+        self.ahead, self.skipped, self.behind = None, 0, False
 
     def add(self, frame, moment, arrival):
         grid, index = self.grid, self.stream.count
         if index + 1 >= grid.window_frames and (index + 1 - grid.window_frames) % grid.hop_frames == 0:
             self.arrivals[index] = arrival
+        self.ahead = arrival - moment if self.ahead is None else min(self.ahead, arrival - moment)
         self.stream.add_frame(frame, moment)
 
+    def _lag(self, end, now):
+        return now - self.ahead - end if self.live else None
+
+    def _skip_late(self):
+        """With ``on_behind="skip"``, passes over the ready windows whose end is over ``max_lag`` behind."""
+        stream, grid = self.stream, self.grid
+        if not self.live or self.follow.on_behind != "skip":
+            return
+        now, late = time.monotonic(), 0
+        while late < stream.pending_windows():
+            last = (stream.next_window + late) * grid.hop_frames + grid.window_frames - 1
+            if self._lag(stream.times[last] + 1.0 / self.fps, now) <= self.follow.max_lag:
+                break
+            late += 1
+        if late:
+            for k in range(stream.next_window, stream.next_window + late):
+                self.arrivals.pop(k * grid.hop_frames + grid.window_frames - 1)
+            stream.skip_windows(late)
+            self.skipped += late
+
+    def _behind_event(self, lag):
+        """A ``"behind"`` event the first time a window is over ``max_lag`` behind (or skipped), again only
+        after the windows have come within half of it."""
+        follow = self.follow
+        if lag is None or lag <= follow.max_lag and not self.skipped:
+            if lag is not None and lag < follow.max_lag / 2:
+                self.behind = False
+            return None
+        if self.behind:
+            return None
+        self.behind = True
+        what = ("windows over it are skipped" if follow.on_behind == "skip" else
+                "every window still runs, later and later (on_behind keep)")
+        hint = "; mode all_units keeps up on a CPU" if self.mode == "combinations" else ""
+        return f"windows fell over max_lag={follow.max_lag:g} s behind the stream, the model running slower " \
+               f"than it ({self.mode} mode): {what}{hint}"
+
     def windows(self, run_all):
-        """The windows run so far (all ready ones run first when ``run_all``) as ``LiveWindow``s."""
-        if run_all and self.stream.pending_windows():
-            self.stream.run_windows(self.stream.pending_windows())
+        """The ready windows, run when there are ``windows_per_call`` of them or ``run_all``, as
+        ``LiveWindow``s, each after the ``"behind"`` event it brings, if any."""
+        if run_all or self.stream.pending_windows() >= self.windows_per_call:
+            self._skip_late()
+            if self.stream.pending_windows():
+                self.stream.run_windows(self.stream.pending_windows())
         now, found = time.monotonic(), []
         for first, probabilities, start, end in self.stream.take_windows():
             last = first + self.grid.window_frames - 1
+            lag = self._lag(end, now)
+            message = self._behind_event(lag)
+            if message:
+                found.append(LiveEvent("behind", message, self.number, float(end)))
             found.append(LiveWindow(self.number, float(start), float(end), np.asarray(probabilities, np.float32),
-                                    now - self.arrivals.pop(last), self.mode, int(first)))
+                                    now - self.arrivals.pop(last), self.mode, int(first), lag, self.skipped))
+            self.skipped = 0
         return found
 
 
@@ -237,12 +307,13 @@ def live_timeline(model, source, sampling=None, *, window=DEFAULT_WINDOW_SECONDS
                      read_timeout=follow.read_timeout, max_frame_pixels=max_frame_pixels)
     reader.start()
     try:
-        yield from _follow(items, model, sampling, window, hop, mode, follow, windows_per_call, max_elements)
+        yield from _follow(items, model, sampling, window, hop, mode, follow, windows_per_call, max_elements,
+                           live=not is_local_file(source))
     finally:
         reader.stopped.set()
 
 
-def _follow(items, model, sampling, window, hop, mode, follow, windows_per_call, max_elements):
+def _follow(items, model, sampling, window, hop, mode, follow, windows_per_call, max_elements, live):
     segment, last_time, number, fps = None, None, -1, None
     stall_timeout = follow.stall_timeout
 
@@ -250,7 +321,7 @@ def _follow(items, model, sampling, window, hop, mode, follow, windows_per_call,
         nonlocal segment, number
         number += 1
         segment = _Segment(number, model, sampling, timeline_grid(sampling, fps, window, hop), fps, mode,
-                           windows_per_call, max_elements)
+                           windows_per_call, max_elements, follow, live)
         return LiveEvent("segment", message, number, last_time)
 
     waiting = None  # a frame taken to see whether the model has caught up, not handled yet

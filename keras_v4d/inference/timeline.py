@@ -134,8 +134,8 @@ class TimelineStream:
     windows share (features dropped once the windows have passed their units).
 
     ``add_frame`` takes the decoded frames in order and runs the windows ``windows_per_call`` at a
-    time as they become ready; ``finish`` runs the rest and returns the rows
-    ``(first frame, probabilities (classes,), start s, end s)``.
+    time as they become ready (None: the caller runs them, ``run_windows``); ``finish`` runs the rest
+    and returns the rows ``(first frame, probabilities (classes,), start s, end s)``.
     """
 
     def __init__(self, model, sampling, grid, fps, *, mode="combinations", windows_per_call=8,
@@ -169,7 +169,7 @@ class TimelineStream:
             self.next_unit += 1
             for i in [i for i in self.held if i < grid.unit_start(self.next_unit)]:
                 del self.held[i]
-        if self.pending_windows() >= self.windows_per_call:
+        if self.windows_per_call is not None and self.pending_windows() >= self.windows_per_call:
             self.run_windows(self.pending_windows())
 
     def pending_windows(self):
@@ -211,6 +211,14 @@ class TimelineStream:
             self.results.append(((self.next_window + i) * grid.hop_frames, p))
         self.next_window += count
         self.engine.drop_before(grid.unit_start(self.next_window * grid.hop_units))
+
+    def skip_windows(self, count):
+        """Passes over the next ``count`` ready windows without running them (a live source the model
+        has fallen behind) and drops the units only they read."""
+        self.next_window += count
+        first_unit = self.grid.unit_start(self.next_window * self.grid.hop_units)
+        self.cut = [(start, views) for start, views in self.cut if start >= first_unit]
+        self.engine.drop_before(first_unit)
 
     def finish(self, path, max_frame_pixels=MAX_FRAME_PIXELS):
         """Runs the windows left and, when the video's end falls after the last one, one more window

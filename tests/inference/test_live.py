@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -177,11 +178,58 @@ def test_the_tool_prints_json_lines_only_and_sigterm_ends_it_cleanly(files, tmp_
     lines += [json.loads(line) for line in rest.splitlines()]  # every line whole JSON, nothing else on stdout
     windows = [line for line in lines if "event" not in line]
     assert len(windows) >= 3 and all(w["mode"] == "all_units" and w["segment"] == 0 for w in windows)
-    assert all(set(w) == {"segment", "start", "end", "mode", "latency_s", "top"} for w in windows)
-    assert all(0 <= w["latency_s"] < 60 and len(w["top"]) == 3 for w in windows)
+    assert all(set(w) == {"segment", "start", "end", "mode", "latency_s", "lag_s", "skipped", "top"} for w in windows)
+    assert all(0 <= w["latency_s"] < 60 and w["lag_s"] < 60 and w["skipped"] == 0 and len(w["top"]) == 3
+               for w in windows)
     appended = [json.loads(line) for line in (tmp_path / "lines.jsonl").read_text().splitlines()]
     # whole lines there too; a stop between the two writes leaves the file one line short
     assert appended == lines[:len(appended)] and len(lines) - len(appended) <= 1
+
+
+def _slowed(monkeypatch, seconds):
+    """Makes each window cost ``seconds`` more: a model slower than the stream."""
+    run = TimelineStream.run_windows
+
+    def slow_run(self, count):
+        time.sleep(seconds * count)
+        run(self, count)
+
+    monkeypatch.setattr(TimelineStream, "run_windows", slow_run)
+
+
+def _as_in_the_file(windows, expected):
+    rows = {int(first): i for i, first in enumerate(expected.first_frames)}
+    np.testing.assert_allclose(np.stack([w.probabilities for w in windows]),
+                               expected.probabilities[[rows[w.first_frame] for w in windows]], atol=1e-5)
+
+
+def test_a_model_slower_than_the_stream_skips_late_windows_or_keeps_them_late(files, monkeypatch):
+    # The 20-s video sent at 2× real time gives a window every 0.25 s of wall time; each costs 0.6 s here.
+    model, root = files
+    expected = video_timeline(model, str(root / "long.mp4"), SAMPLING, window=2.0, hop=0.5, mode="all_units")
+    _slowed(monkeypatch, 0.6)
+    runs = {}
+    for on_behind in ("skip", "keep"):
+        sender, url = _sender(root / "long.mp4", "--speed=2")
+        follow = LiveSource(reconnect=False, max_lag=1.5, on_behind=on_behind)
+        runs[on_behind] = _collect(live_timeline(model, url, SAMPLING, window=2.0, hop=0.5, mode="all_units",
+                                                 follow=follow, windows_per_call=1),
+                                   stop=lambda found: len(_windows(found)) == 12)
+        sender.kill()
+        sender.wait(30)
+    for on_behind, found in runs.items():
+        windows = _windows(found)
+        _as_in_the_file(windows, expected)  # a skipped window leaves the others' units and 4D levels whole
+        events = [item for item in found if isinstance(item, LiveEvent) and item.kind == "behind"]
+        assert len(events) == 1 and "max_lag=1.5 s" in events[0].message
+        assert found.index(events[0]) < found.index(next(w for w in windows if w.lag > 1.5 or w.skipped))
+    skipped, kept = _windows(runs["skip"]), _windows(runs["keep"])
+    assert sum(w.skipped for w in skipped) > 0 and max(w.lag for w in skipped) < 1.5 + 0.6 + 2.0
+    # each window counts the ones skipped just before it
+    assert skipped[0].first_frame == 0 and all(b.first_frame - a.first_frame == 6 * (1 + b.skipped)
+                                               for a, b in zip(skipped, skipped[1:]))
+    assert [w.first_frame for w in kept] == [6 * i for i in range(12)] and not any(w.skipped for w in kept)
+    assert kept[-1].lag > 1.5 + 2.0  # the kept windows fall further and further behind
 
 
 def _held(stream):
@@ -206,7 +254,9 @@ def test_the_state_of_an_endless_stream_stays_bounded(files):
 def test_live_settings_are_checked_naming_the_field(files, tmp_path):
     for bad, message in (({"on_stall": "retry"}, "`on_stall` must be one of"),
                          ({"stall_timeout": 0}, "`stall_timeout` must be positive"),
-                         ({"fps": -1}, "`fps` must be positive")):
+                         ({"fps": -1}, "`fps` must be positive"),
+                         ({"on_behind": "drop"}, "`on_behind` must be one of"),
+                         ({"max_lag": 0}, "`max_lag` must be positive")):
         with pytest.raises(ValueError, match=message):
             LiveSource(**bad)
     model, _ = files
