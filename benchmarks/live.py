@@ -12,7 +12,10 @@ order-of-events demo's held-out videos with a V4D trained on that task (``--no-d
 and, for models with 4D blocks, where Algorithm 1's combinations spend their time per hop in steady
 state (``--no-profile`` leaves it out): each part's runs and seconds per hop, from the timeline's unit
 keys through the engine with each part timed, its multiply-accumulates (``count_flops``) and the rate
-real time needs, beside this CPU's rate on a large matrix product (``common.matmul_gflops``).
+real time needs, beside this CPU's rate on a large matrix product (``common.matmul_gflops``). With
+``--paced`` (on by default) the combinations also run on the stream sent in real time over
+``tcp://127.0.0.1`` by the tests' sender (``tests/inference/live_sender.py``, remuxing, no re-encoding),
+late windows skipped (``LiveSource.max_lag``, ``--max_lag``): how many windows run and how far behind.
 
 Run: ``python benchmarks/live.py [VIDEO] [--minutes 1] [--size 112] [--builders V4DResNet18 I3DSlowResNet18]
 [--modes all_units combinations]``.
@@ -20,6 +23,8 @@ Run: ``python benchmarks/live.py [VIDEO] [--minutes 1] [--size 112] [--builders 
 
 import argparse
 import os
+import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -38,13 +43,14 @@ from keras import ops
 
 from keras_v4d.inference import predict_videos
 from keras_v4d.inference.algorithm1 import Algorithm1, mode_combinations
-from keras_v4d.inference.live import LiveWindow, live_timeline
+from keras_v4d.inference.live import LiveSource, LiveWindow, live_timeline
 from keras_v4d.inference.timeline import timeline_grid
 from keras_v4d.models import BUILDERS, count_flops
 from keras_v4d.models.video_model import VideoParts
 from keras_v4d.records.sampling import VideoSampling
 
 MODES = ("all_units", "combinations")
+SENDER = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "tests", "inference", "live_sender.py")
 
 
 def run_live(model, path, sampling, mode, window, hop, seconds):
@@ -54,6 +60,24 @@ def run_live(model, path, sampling, mode, window, hop, seconds):
                if isinstance(item, LiveWindow)]
     wall = time.perf_counter() - began
     return seconds / wall, np.array([w.latency for w in windows]), np.array([w.probabilities.argmax() for w in windows])
+
+
+def run_paced(model, path, sampling, mode, window, hop, max_lag):
+    """The stream sent in real time over ``tcp://127.0.0.1`` (the tests' sender, remuxing the file) through
+    the live path with late windows skipped: (windows given, windows skipped, lags (W,))."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    sender = subprocess.Popen([sys.executable, SENDER, path, str(port)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert sender.stdout.readline().strip() == "listening"
+        windows = [item for item in live_timeline(model, f"tcp://127.0.0.1:{port}", sampling, window=window, hop=hop,
+                                                  mode=mode, follow=LiveSource(reconnect=False, max_lag=max_lag))
+                   if isinstance(item, LiveWindow)]
+    finally:
+        sender.kill()
+        sender.wait()
+    return len(windows), sum(w.skipped for w in windows), np.array([w.lag for w in windows])
 
 
 class _Timed:
@@ -173,6 +197,10 @@ def main():
     parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
     parser.add_argument("--profile", action=argparse.BooleanOptionalAction, default=True,
                         help="for models with 4D blocks, where Algorithm 1's combinations spend their time per hop")
+    parser.add_argument("--paced", action=argparse.BooleanOptionalAction, default=True,
+                        help="for models with 4D blocks, also the combinations on the stream sent in real time "
+                             "(tests/inference/live_sender.py over tcp), late windows skipped")
+    parser.add_argument("--max_lag", type=float, default=10.0, help="--paced: LiveSource.max_lag in seconds")
     parser.add_argument("--demo", action=argparse.BooleanOptionalAction, default=True,
                         help="also train the demo's V4D and compare the two modes on its held-out videos")
     args = parser.parse_args()
@@ -196,6 +224,13 @@ def main():
             if len(tops) == 2:
                 agree = np.mean(tops["all_units"] == tops["combinations"]) * 100
                 print(f"{builder:<16} top-1 of the two modes agree on {agree:.0f}% of the windows (untrained weights)")
+            if args.paced and model.parts().blocks4d:
+                given, skipped, lags = run_paced(model, path, sampling, "combinations", args.window, args.hop,
+                                                 args.max_lag)
+                print(f"{builder:<16} combinations paced in real time over tcp, late windows skipped "
+                      f"(max_lag {args.max_lag:g} s): {given} windows given, {skipped} skipped "
+                      f"({100 * given / (given + skipped):.0f}% run); lag median {np.median(lags):.2f} s, "
+                      f"p95 {np.percentile(lags, 95):.2f} s, max {lags.max():.2f} s", flush=True)
             if args.profile and model.parts().blocks4d:
                 fps = frames / seconds
                 hop_seconds = timeline_grid(sampling, fps, args.window, args.hop).hop_frames / fps

@@ -59,9 +59,10 @@ class LiveSource:
         read_timeout: seconds a connection may be silent before it is reopened.
         max_lag: seconds a window's end may be behind the live edge (the newest moment of the stream,
             from the frames' arrival times) when its probabilities are given; over it, a ``"behind"`` event.
-        on_behind: ``"skip"`` (ready windows over ``max_lag`` behind are not run, so a model slower than
-            the stream stays within ``max_lag``; each window counts those skipped before it) or
-            ``"keep"`` (every window runs, later and later). A local file has no live edge: all run.
+        on_behind: ``"skip"`` (ready windows that would end over ``max_lag`` behind are not run, so a
+            model slower than the stream stays within about ``max_lag``; each window counts those skipped
+            just before it) or ``"keep"`` (every window runs, later and later). A local file has no live
+            edge: all run.
     """
 
     fps: float | None = None
@@ -223,6 +224,7 @@ class _Segment:
         # stream time) of the frames so far, the frame that came most ahead of the rest (a source may send a
         # burst on connecting; a model that falls behind only makes later frames arrive later).
         self.ahead, self.skipped, self.behind = None, 0, False
+        self.window_seconds = 0.0  # what a window took to run, lately (an average weighing recent runs)
 
     def add(self, frame, moment, arrival):
         grid, index = self.grid, self.stream.count
@@ -235,14 +237,21 @@ class _Segment:
         return now - self.ahead - end if self.live else None
 
     def _skip_late(self):
-        """With ``on_behind="skip"``, passes over the ready windows whose end is over ``max_lag`` behind."""
-        stream, grid = self.stream, self.grid
+        """With ``on_behind="skip"``, passes over the oldest ready windows while the ones left would end
+        over ``max_lag`` behind once run (their lag now plus what running them takes). The newest is
+        kept unless its lag now is over ``max_lag`` less one window's run time, or less half of
+        ``max_lag`` for windows slower than that, so some window always runs in time."""
+        stream, grid, max_lag = self.stream, self.grid, self.follow.max_lag
         if not self.live or self.follow.on_behind != "skip":
             return
-        now, late = time.monotonic(), 0
-        while late < stream.pending_windows():
+        now, ready, late = time.monotonic(), stream.pending_windows(), 0
+        while late < ready:
             last = (stream.next_window + late) * grid.hop_frames + grid.window_frames - 1
-            if self._lag(stream.times[last] + 1.0 / self.fps, now) <= self.follow.max_lag:
+            lag = self._lag(stream.times[last] + 1.0 / self.fps, now)
+            if late == ready - 1:
+                if lag <= max_lag - min(self.window_seconds, max_lag / 2):
+                    break
+            elif lag + (ready - late) * self.window_seconds <= max_lag:
                 break
             late += 1
         if late:
@@ -271,10 +280,15 @@ class _Segment:
     def windows(self, run_all):
         """The ready windows, run when there are ``windows_per_call`` of them or ``run_all``, as
         ``LiveWindow``s, each after the ``"behind"`` event it brings, if any."""
-        if run_all or self.stream.pending_windows() >= self.windows_per_call:
+        # Behind a live source, a window waiting for a batch only gets later: each runs when ready.
+        if run_all or self.stream.pending_windows() >= (1 if self.behind and self.live else self.windows_per_call):
             self._skip_late()
-            if self.stream.pending_windows():
-                self.stream.run_windows(self.stream.pending_windows())
+            count = self.stream.pending_windows()
+            if count:
+                began = time.monotonic()
+                self.stream.run_windows(count)
+                seconds = (time.monotonic() - began) / count
+                self.window_seconds = seconds if not self.window_seconds else 0.7 * self.window_seconds + 0.3 * seconds
         now, found = time.monotonic(), []
         for first, probabilities, start, end in self.stream.take_windows():
             last = first + self.grid.window_frames - 1
