@@ -280,8 +280,10 @@ class _Segment:
     def windows(self, run_all):
         """The ready windows, run when there are ``windows_per_call`` of them or ``run_all``, as
         ``LiveWindow``s, each after the ``"behind"`` event it brings, if any."""
-        # Behind a live source, a window waiting for a batch only gets later: each runs when ready.
-        if run_all or self.stream.pending_windows() >= (1 if self.behind and self.live else self.windows_per_call):
+        # Skipping behind a live source, a window waiting for a batch only gets later: each runs when ready
+        # (kept windows run in batches, the most windows per second).
+        skipping = self.behind and self.follow.on_behind == "skip"
+        if run_all or self.stream.pending_windows() >= (1 if skipping else self.windows_per_call):
             self._skip_late()
             count = self.stream.pending_windows()
             if count:
