@@ -271,7 +271,7 @@ class _Segment:
         if self.behind:
             return None
         self.behind = True
-        what = ("windows over it are skipped" if follow.on_behind == "skip" else
+        what = ("windows that would end over it are skipped" if follow.on_behind == "skip" else
                 "every window still runs, later and later (on_behind keep)")
         hint = "; mode all_units keeps up on a CPU" if self.mode == "combinations" else ""
         return f"windows fell over max_lag={follow.max_lag:g} s behind the stream, the model running slower " \
