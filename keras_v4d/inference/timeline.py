@@ -209,12 +209,11 @@ class TimelineStream:
                   for k in range(self.next_window, self.next_window + count)]
         for i, p in enumerate(self.window_probabilities(starts)):
             self.results.append(((self.next_window + i) * grid.hop_frames, p))
-        self.next_window += count
-        self.engine.drop_before(grid.unit_start(self.next_window * grid.hop_units))
+        self.skip_windows(count)
 
     def skip_windows(self, count):
-        """Passes over the next ``count`` ready windows without running them (a live source the model
-        has fallen behind) and drops the units only they read."""
+        """Passes over the next ``count`` windows (run, or skipped unrun by a live source the model has
+        fallen behind) and drops the units that only windows before them read."""
         self.next_window += count
         first_unit = self.grid.unit_start(self.next_window * self.grid.hop_units)
         self.cut = [(start, views) for start, views in self.cut if start >= first_unit]
